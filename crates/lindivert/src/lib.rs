@@ -1,0 +1,2 @@
+//! lindivert: WinDivert for Linux.
+pub use lindivert_core as core;
