@@ -1,1 +1,51 @@
-fn main() {}
+//! `lindivert`: the command-line tool. The WinDivert samples as subcommands, and filter tools.
+
+mod args;
+mod filter_cmd;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+lindivert: WinDivert for Linux
+
+usage:
+  lindivert filter check FILTER [--layer L]
+  lindivert filter compile FILTER [--layer L]
+  lindivert filter format FILTER_OR_OBJECT [--layer L]
+  lindivert filter eval FILTER PACKET_HEX [--layer L] [--outbound|--inbound] [--loopback]
+                        [--impostor] [--if-idx N] [--sub-if-idx N]
+  lindivert filter eval --batch        (JSON lines on stdin, one result line each)
+
+layers: network (default), network_forward, flow, socket, reflect
+";
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = argv.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest = &argv[1..];
+    let result = match cmd.as_str() {
+        "filter" => filter_cmd::run(rest),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        "--version" | "-V" => {
+            println!("lindivert {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        other => Err(args::CliError::usage(format!("unknown command `{other}`"))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lindivert: {}", e.message);
+            if e.show_usage {
+                eprint!("\n{USAGE}");
+            }
+            ExitCode::from(e.code)
+        }
+    }
+}

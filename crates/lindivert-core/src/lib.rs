@@ -20,5 +20,7 @@ pub mod filter;
 pub mod packet;
 pub mod types;
 
-pub use address::{Address, FlowData, LayerData, NetworkData, RawAddress, ReflectData, SocketData};
+pub use address::{
+    Address, AddressError, FlowData, LayerData, NetworkData, RawAddress, ReflectData, SocketData,
+};
 pub use types::{Event, Flags, Layer, Param, Priority, Shutdown};

@@ -9,10 +9,154 @@
 //!
 //! Deliberate differences from WinDivert 2.2.2 are listed in `docs/DIFFERENCES.md`.
 
+pub mod compile;
+pub mod ebpf;
 pub mod error;
+pub mod eval;
 pub mod fields;
+pub mod format;
 pub mod ir;
+pub mod lexer;
+pub mod object;
+pub mod parser;
+mod shim;
 
 pub use error::{ErrorKind, FilterError};
 pub use fields::Field;
 pub use ir::{Jump, Object, Op, Test, Value};
+
+pub use compile::{analyze, FilterFlags};
+pub use eval::EvalError;
+
+use crate::address::Address;
+use crate::packet::ParsedPacket;
+use crate::types::Layer;
+
+/// A compiled filter for one layer: its WinDivert object, its filter flags and a
+/// precomputed evaluation program.
+///
+/// ```
+/// use lindivert_core::filter::Filter;
+/// use lindivert_core::{Address, Layer};
+///
+/// let f = Filter::compile("tcp.DstPort == 80 and outbound", Layer::Network).unwrap();
+/// assert_eq!(f.object().tests.len(), 2);
+/// let err = Filter::compile("tcp.Dstport == 80", Layer::Network).unwrap_err();
+/// assert_eq!(err.pos, 0);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Filter {
+    layer: Layer,
+    object: Object,
+    flags: FilterFlags,
+    program: eval::Program,
+}
+
+fn is_filter_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0B' | '\x0C')
+}
+
+impl Filter {
+    /// Compile filter text for `layer`. Text that starts with `@` (after leading
+    /// whitespace) is a `@WinDiv_…` object string: it is decoded and validated as
+    /// [`Filter::from_object`] does.
+    pub fn compile(text: &str, layer: Layer) -> Result<Filter, FilterError> {
+        let trimmed = text.trim_start_matches(is_filter_space);
+        if trimmed.starts_with('@') {
+            let skipped = text.len() - trimmed.len();
+            let obj = object::decode(trimmed, layer).map_err(|mut e| {
+                e.pos += skipped;
+                e
+            })?;
+            return Filter::from_object(obj, layer);
+        }
+        let obj = compile::compile_text(text, layer)?;
+        Ok(Filter::build(obj, layer))
+    }
+
+    /// A filter from an object that comes from outside (decoded object text, a C caller),
+    /// after WinDivert's driver checks ([`compile::validate_object`]); errors are
+    /// [`ErrorKind::BadObject`].
+    pub fn from_object(object: Object, layer: Layer) -> Result<Filter, FilterError> {
+        compile::validate_object(&object, layer)?;
+        Ok(Filter::build(object, layer))
+    }
+
+    fn build(object: Object, layer: Layer) -> Filter {
+        let flags = compile::analyze(&object, layer);
+        let program = eval::Program::new(&compile::optimize(&object), layer);
+        Filter {
+            layer,
+            object,
+            flags,
+            program,
+        }
+    }
+
+    /// The WinDivert filter object (the same tests WinDivert 2.2 emits for this text,
+    /// except where WinDivert's simplifier is wrong; see [`compile`]).
+    pub fn object(&self) -> &Object {
+        &self.object
+    }
+
+    /// The object, by value.
+    pub fn into_object(self) -> Object {
+        self.object
+    }
+
+    /// The layer the filter was compiled for.
+    pub fn layer(&self) -> Layer {
+        self.layer
+    }
+
+    /// What the filter can match (which hooks a handle needs); see [`analyze`].
+    pub fn flags(&self) -> FilterFlags {
+        self.flags
+    }
+
+    /// `Some(result)` when the filter gives the same result for everything (`true`,
+    /// `false`, `tcp or not tcp` is not detected).
+    pub fn constant(&self) -> Option<bool> {
+        self.object.constant_result()
+    }
+
+    /// Evaluate on a parsed packet and its address (NETWORK and NETWORK_FORWARD).
+    /// `addr.layer` is not checked; the filter's layer decides the meaning of each field.
+    #[inline]
+    pub fn matches(&self, pkt: &ParsedPacket<'_>, addr: &Address) -> bool {
+        self.program.run(Some(pkt), addr)
+    }
+
+    /// Evaluate on an event that has no packet (FLOW, SOCKET, REFLECT). Tests on packet
+    /// fields are false.
+    #[inline]
+    pub fn matches_event(&self, addr: &Address) -> bool {
+        self.program.run(None, addr)
+    }
+
+    /// Evaluate like `WinDivertHelperEvalFilter`: `addr.layer` must be the filter's layer;
+    /// at NETWORK/NETWORK_FORWARD the bytes must parse and `addr.ipv6` must agree with the
+    /// IP version; at FLOW and SOCKET `bytes` must be empty; at REFLECT they are ignored.
+    pub fn matches_packet(&self, bytes: &[u8], addr: &Address) -> Result<bool, EvalError> {
+        if addr.layer != self.layer {
+            return Err(EvalError::LayerMismatch {
+                filter: self.layer,
+                address: addr.layer,
+            });
+        }
+        match self.layer {
+            Layer::Network | Layer::NetworkForward => {
+                let pkt = shim::parse(bytes).ok_or(EvalError::BadPacket)?;
+                if (pkt.version == 6) != addr.ipv6 {
+                    return Err(EvalError::VersionMismatch {
+                        packet: pkt.version,
+                        address_ipv6: addr.ipv6,
+                    });
+                }
+                Ok(self.matches(&pkt, addr))
+            }
+            Layer::Flow | Layer::Socket if !bytes.is_empty() => Err(EvalError::UnexpectedPacket),
+            _ => Ok(self.matches_event(addr)),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+"""Prints the tables of bench/network.sh from its results.tsv (round, setup, key, value).
+
+Medians over rounds. Ratios are against the same run's no-divert row and against the
+anchors of the same kind: matching rows against the C NFQUEUE consumer and eBPFDivert with
+filter "true", non-matching rows against their non-matching counterparts.
+"""
+
+import statistics
+import sys
+
+path, rounds, tcp_secs, udp_secs, pings = sys.argv[1:6]
+
+rows = {}
+unavailable = {}
+errors = {}
+for line in open(path):
+    parts = line.rstrip("\n").split("\t")
+    if len(parts) != 4:
+        continue
+    _round, setup, key, value = parts
+    if key == "unavailable":
+        unavailable[setup] = value
+        continue
+    if key == "error":
+        errors.setdefault(setup, []).append(value)
+        continue
+    try:
+        v = float(value)
+    except ValueError:
+        v = None
+    rows.setdefault(setup, {}).setdefault(key, []).append(v)
+
+
+def med(setup, key):
+    vals = [v for v in rows.get(setup, {}).get(key, []) if v is not None and v == v]
+    return statistics.median(vals) if vals else None
+
+
+def nfail(setup, key):
+    return sum(1 for v in rows.get(setup, {}).get(key, []) if v is None or v != v)
+
+
+def label(setup):
+    names = {
+        "none": "(a) no divert",
+        "nfq": "(b) C NFQUEUE consumer",
+        "ebpf": "(c) eBPFDivert recv/send",
+        "ebpf-b64": "(c) eBPFDivert recv_ex/send_ex x64",
+        "nfq-nomatch": "(b) C NFQUEUE, rule udp dport 9",
+        "ebpf-nomatch": "(c) eBPFDivert \"udp.DstPort == 9\"",
+    }
+    if setup in names:
+        return names[setup]
+    if setup.startswith("lindivert"):
+        n = setup.split("-t", 1)[1].split("-", 1)[0]
+        if setup.endswith("-nomatch"):
+            return f"(d) lindivert \"udp.DstPort == 9\" t{n}"
+        return f"(d) lindivert --threads {n}"
+    return setup
+
+
+all_setups = ["none", "nfq", "ebpf", "ebpf-b64"]
+extra = sorted(s for s in set(rows) | set(unavailable) if s.startswith("lindivert") and not s.endswith("-nomatch"))
+all_setups += extra + ["nfq-nomatch", "ebpf-nomatch"]
+all_setups += sorted(s for s in set(rows) | set(unavailable) if s.startswith("lindivert") and s.endswith("-nomatch"))
+all_setups += sorted(s for s in set(rows) if s not in all_setups)
+
+
+def refs(setup):
+    if setup.endswith("-nomatch"):
+        return "nfq-nomatch", "ebpf-nomatch"
+    return "nfq", "ebpf"
+
+
+def ratio(v, ref):
+    if v is None or ref is None or ref == 0:
+        return "-"
+    return f"{v / ref:.2f}"
+
+
+def table(title, key, unit, fmt, higher_better, extra_cols=None):
+    print(title)
+    hdr = f"  {'setup':38} {unit:>10}  {'vs none':>7} {'vs NFQ':>7} {'vs eBPF':>7}"
+    for name, _fn in extra_cols or []:
+        hdr += f" {name:>12}"
+    print(hdr)
+    for s in all_setups:
+        if s in unavailable:
+            print(f"  {label(s):38} lindivert: not available ({unavailable[s]})")
+            continue
+        if s not in rows:
+            continue
+        v = med(s, key)
+        rn, re_ = refs(s)
+        line = f"  {label(s):38} {fmt(v) if v is not None else 'failed':>10}  {ratio(v, med('none', key)):>7}"
+        line += f" {ratio(v, med(rn, key)):>7} {ratio(v, med(re_, key)):>7}"
+        for _name, fn in extra_cols or []:
+            line += f" {fn(s):>12}"
+        if nfail(s, key):
+            line += f"  ({nfail(s, key)} failed run(s))"
+        if s in errors:
+            line += f"  [{'; '.join(sorted(set(errors[s])))}]"
+        print(line)
+    print(f"  ratios: value / reference ({'higher' if higher_better else 'lower'} is better); "
+          "non-matching rows are compared with the non-matching anchors")
+    print()
+
+
+def udp_through(s):
+    h, d = med(s, "udp_handle_pkts"), med(s, "udp_delivered_pkts")
+    if s == "none":
+        return "-"
+    if h is None or not d:
+        return "?"
+    return f"{min(h / d, 9.99) * 100:.0f}%"
+
+
+def udp_failopen(s):
+    f = med(s, "udp_failopen_pkts")
+    return "-" if f is None else f"{f:.0f}"
+
+
+def offered(s):
+    o = med(s, "udp_offered_pps")
+    return "-" if o is None else f"{o / 1e3:.0f}"
+
+
+def p99(s):
+    v = med(s, "rtt_p99_us")
+    return "-" if v is None else f"{v:.1f}"
+
+
+def added(s):
+    v, n = med(s, "rtt_med_us"), med("none", "rtt_med_us")
+    return "-" if v is None or n is None else f"{v - n:+.1f}"
+
+
+def lost(s):
+    v = med(s, "rtt_lost")
+    return "-" if v is None else f"{v:.0f}"
+
+
+print(f"== network benchmark: veth (MTU 1500) between two namespaces, divert in the sender's; "
+      f"{rounds} round(s), medians")
+table(f"TCP bulk, iperf3 1 stream, {tcp_secs} s", "tcp_gbps", "Gbit/s", lambda v: f"{v:.2f}", True)
+table(f"UDP 64-byte payloads, sendmmsg flood {udp_secs} s: delivered", "udp_delivered_pps", "kpps",
+      lambda v: f"{v / 1e3:.1f}", True,
+      [("offered kpps", offered), ("via handle", udp_through), ("fail-open", udp_failopen)])
+table(f"UDP round trip, 64-byte payload, {pings} exchanges: median", "rtt_med_us", "us",
+      lambda v: f"{v:.1f}", False, [("p99 us", p99), ("added us", added), ("lost", lost)])
+print("  via handle: packets the divert program received and re-injected / packets delivered "
+      "(eBPFDivert lets packets pass undiverted when its ring buffer is full: fail-open column)")

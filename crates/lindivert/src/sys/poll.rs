@@ -1,0 +1,147 @@
+//! `poll`, `epoll` and `eventfd` helpers.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
+    match timeout {
+        None => -1,
+        Some(d) => {
+            let ms = d.as_millis();
+            // round up so that a tiny timeout still waits
+            let ms = if ms == 0 && !d.is_zero() { 1 } else { ms };
+            ms.min(i32::MAX as u128) as libc::c_int
+        }
+    }
+}
+
+/// Wait until `fd` is readable or the timeout passes (`None` = forever). Returns whether it
+/// became readable.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: `p` is one valid pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, timeout_ms(timeout)) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(r > 0);
+    }
+}
+
+/// An `eventfd` used as a level-triggered "something is buffered" flag.
+#[derive(Debug)]
+pub struct EventFlag {
+    fd: OwnedFd,
+}
+
+impl EventFlag {
+    /// A new, clear flag (non-blocking, close-on-exec).
+    pub fn new() -> io::Result<EventFlag> {
+        // SAFETY: plain eventfd(2) call; the result is checked.
+        let r = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `r` is a fresh descriptor owned by nobody else.
+        Ok(EventFlag {
+            fd: unsafe { OwnedFd::from_raw_fd(r) },
+        })
+    }
+
+    /// Make the flag readable.
+    pub fn set(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64. Errors (counter overflow) are harmless.
+        unsafe { libc::write(self.fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+    }
+
+    /// Clear the flag.
+    pub fn clear(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a valid u64; EAGAIN (already clear) is fine.
+        unsafe { libc::read(self.fd.as_raw_fd(), &mut v as *mut u64 as *mut libc::c_void, 8) };
+    }
+}
+
+impl AsFd for EventFlag {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// An epoll set: one pollable descriptor that is readable when any member is.
+#[derive(Debug)]
+pub struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    /// A new, empty, close-on-exec epoll set.
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: plain epoll_create1(2) call; the result is checked.
+        let r = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `r` is a fresh descriptor owned by nobody else.
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(r) },
+        })
+    }
+
+    /// Add `fd` for readability (level-triggered).
+    pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid epoll_event; both fds are valid.
+        let r = unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut ev,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Wait until a member is readable (`None` = forever). Returns whether one is.
+    pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 4];
+        loop {
+            // SAFETY: `evs` holds 4 writable epoll_event entries.
+            let r = unsafe {
+                libc::epoll_wait(self.fd.as_raw_fd(), evs.as_mut_ptr(), 4, timeout_ms(timeout))
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            return Ok(r > 0);
+        }
+    }
+}
+
+impl AsRawFd for Epoll {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
