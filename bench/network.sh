@@ -52,6 +52,7 @@ rm -f "$out"/*.log "$out"/*.out "$out"/*.err
 results="$out/results.tsv"
 : > "$results"
 t_start=$(date +%s)
+load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- namespaces and cleanup
 NSA="ldbench_$$_a"
@@ -324,6 +325,8 @@ ns_down
 
 # ---------------------------------------------------------------- report
 echo
+echo "machine: $(nproc) CPU(s), kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "load average at start: $load_start, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes numbers noisy; compare rows of one run)"
 python3 "$here/report.py" "$results" "$rounds" "$tcp_secs" "$udp_secs" "$pings"
 
 # ---------------------------------------------------------------- leftovers

@@ -262,18 +262,23 @@ fn bench_one(text: &str, bytes: &[u8], addr: &Address) -> f64 {
     let pkt = f.matches_packet(bytes, addr);
     assert!(pkt.is_ok());
     // Parse once; time only the evaluation.
-    let n = 20_000_000u32;
+    // The best of several rounds: the machines are shared and noisy.
+    let n = 4_000_000u32;
     let parsed = lindivert_parse(bytes);
-    let t0 = Instant::now();
+    let mut best = f64::MAX;
     let mut hits = 0u32;
-    for _ in 0..n {
-        if f.matches(std::hint::black_box(&parsed), std::hint::black_box(addr)) {
-            hits += 1;
+    for _ in 0..7 {
+        hits = 0;
+        let t0 = Instant::now();
+        for _ in 0..n {
+            if f.matches(std::hint::black_box(&parsed), std::hint::black_box(addr)) {
+                hits += 1;
+            }
         }
+        best = best.min(t0.elapsed().as_nanos() as f64 / f64::from(n));
     }
-    let ns = t0.elapsed().as_nanos() as f64 / f64::from(n);
-    println!("{ns:6.2} ns/eval  ({hits} hits)  {text}");
-    ns
+    println!("{best:6.2} ns/eval  ({hits} hits per round)  {text}");
+    best
 }
 
 /// The parsed form of the IPv4/TCP test packet below (built by hand, so the timing does not

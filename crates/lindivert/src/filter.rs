@@ -1,13 +1,12 @@
 //! The user-space exact filter check and the hints the rule builder takes from a filter.
 //!
-//! INTERIM: until `lindivert_core::filter::Filter` lands, this module evaluates a subset of
-//! the WinDivert filter language: `true`, `false`, `outbound`, `inbound`, `loopback`, `ip`,
-//! `ipv6`, `tcp`, `udp`, `icmp`, `icmpv6`, `tcp.SrcPort`, `tcp.DstPort`, `udp.SrcPort`,
-//! `udp.DstPort`, `ip.Protocol`, `localPort`, `remotePort`, `protocol` compared with
-//! `== = != < <= > >=` to numbers, combined with `and && or || not !` and parentheses.
-//! Anything else is refused with the byte position of the offending token, so no handle
-//! silently mis-filters. The public surface ([`PacketFilter`]) stays when the core's
-//! compiler replaces the body.
+//! The exact check is `lindivert_core::filter::Filter` (the complete WinDivert language).
+//! For the in-kernel coarse prefilter (`meta l4proto`) a small three-valued evaluator over a
+//! subset of the language (`true`, `false`, `outbound`, `inbound`, `loopback`, `ip`, `ipv6`,
+//! `tcp`, `udp`, `icmp`, `icmpv6`, `tcp/udp.SrcPort/DstPort`, `ip.Protocol`, `localPort`,
+//! `remotePort`, `protocol`, with `and/or/not` and parentheses) derives which protocols can
+//! match; filters outside the subset get no prefilter (every packet of the needed hooks is
+//! queued and checked exactly in user space). The eBPF back end replaces this hint.
 
 use crate::pkt::PktInfo;
 use lindivert_core::{Address, Layer};
@@ -360,16 +359,88 @@ fn eval(e: &Expr, v: &View) -> Option<bool> {
     }
 }
 
-/// A compiled filter for one layer.
+/// A compiled filter for one layer: the exact core filter plus the prefilter hint.
 #[derive(Debug, Clone)]
 pub struct PacketFilter {
+    exact: lindivert_core::filter::Filter,
+    hint: Option<Hint>,
+}
+
+impl PacketFilter {
+    /// Compile `text` for `layer` with the core's compiler.
+    pub fn compile(text: &str, layer: Layer) -> Result<PacketFilter, FilterSyntaxError> {
+        let exact = lindivert_core::filter::Filter::compile(text, layer).map_err(|e| {
+            FilterSyntaxError {
+                message: if e.detail.is_empty() {
+                    e.kind.message().to_string()
+                } else {
+                    format!("{}: {}", e.kind.message(), e.detail)
+                },
+                position: e.pos,
+            }
+        })?;
+        Ok(PacketFilter {
+            exact,
+            hint: Hint::compile(text, layer).ok(),
+        })
+    }
+
+    /// The layer it was compiled for.
+    pub fn layer(&self) -> Layer {
+        self.exact.layer()
+    }
+
+    /// Whether the packet (`bytes`, exactly its IP length) with this address matches.
+    pub fn matches(&self, bytes: &[u8], addr: &Address) -> bool {
+        match lindivert_core::packet::parse(bytes) {
+            Some(p) => self.exact.matches(&p, addr),
+            None => false,
+        }
+    }
+
+    /// Whether some packet in this direction could match (to choose hooks).
+    pub fn may_match_direction(&self, outbound: bool) -> bool {
+        use lindivert_core::filter::FilterFlags;
+        let f = self.exact.flags();
+        let flag = if outbound {
+            FilterFlags::OUTBOUND
+        } else {
+            FilterFlags::INBOUND
+        };
+        f.contains(flag)
+            && self
+                .hint
+                .as_ref()
+                .is_none_or(|h| h.may_match_direction(outbound))
+    }
+
+    /// Whether the filter can never match.
+    pub fn is_never(&self) -> bool {
+        self.exact.constant() == Some(false)
+    }
+
+    /// The transport protocols some matching packet can have, or `None` if unknown / any.
+    pub fn l4_protocols(&self) -> Option<Vec<u8>> {
+        self.hint.as_ref()?.l4_protocols()
+    }
+
+    /// A port every matching packet must have: `(protocol, offset in the transport header
+    /// (0 = source, 2 = destination), port)`, from a top-level `and` of the filter.
+    pub fn required_port(&self) -> Option<(u8, u32, u16)> {
+        self.hint.as_ref()?.required_port()
+    }
+}
+
+/// The subset evaluator used for prefilter hints.
+#[derive(Debug, Clone)]
+pub struct Hint {
     expr: Expr,
     layer: Layer,
 }
 
-impl PacketFilter {
-    /// Compile `text` for `layer`.
-    pub fn compile(text: &str, layer: Layer) -> Result<PacketFilter, FilterSyntaxError> {
+impl Hint {
+    /// Parse `text` if it lies in the subset.
+    pub fn compile(text: &str, layer: Layer) -> Result<Hint, FilterSyntaxError> {
         if text.len() > 16 * 1024 {
             return Err(FilterSyntaxError {
                 message: "Filter expression too long".into(),
@@ -391,7 +462,11 @@ impl PacketFilter {
             walk(&expr, &mut |f| {
                 uses_dir |= matches!(
                     f,
-                    Field::Outbound | Field::Inbound | Field::Loopback | Field::LocalPort | Field::RemotePort
+                    Field::Outbound
+                        | Field::Inbound
+                        | Field::Loopback
+                        | Field::LocalPort
+                        | Field::RemotePort
                 )
             });
             if uses_dir {
@@ -401,15 +476,15 @@ impl PacketFilter {
                 });
             }
         }
-        Ok(PacketFilter { expr, layer })
+        Ok(Hint { expr, layer })
     }
 
-    /// The layer it was compiled for.
+    /// The layer it was parsed for.
     pub fn layer(&self) -> Layer {
         self.layer
     }
 
-    /// Whether the packet with this address matches.
+    /// Whether the packet with this address matches (subset semantics).
     pub fn matches(&self, p: &PktInfo, addr: &Address) -> bool {
         let v = View {
             outbound: Some(addr.outbound),
@@ -456,6 +531,34 @@ impl PacketFilter {
         }
         Some(out)
     }
+
+    /// A port every matching packet must have (see [`PacketFilter::required_port`]).
+    pub fn required_port(&self) -> Option<(u8, u32, u16)> {
+        fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+            match e {
+                Expr::And(a, b) => {
+                    conjuncts(a, out);
+                    conjuncts(b, out);
+                }
+                other => out.push(other),
+            }
+        }
+        let mut cs = Vec::new();
+        conjuncts(&self.expr, &mut cs);
+        cs.iter().find_map(|c| match c {
+            Expr::Test(f, Op::Eq, v) if *v != 0 && *v <= 0xffff => {
+                let port = *v as u16;
+                match f {
+                    Field::TcpSrcPort => Some((6, 0, port)),
+                    Field::TcpDstPort => Some((6, 2, port)),
+                    Field::UdpSrcPort => Some((17, 0, port)),
+                    Field::UdpDstPort => Some((17, 2, port)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+    }
 }
 
 fn walk(e: &Expr, f: &mut dyn FnMut(Field)) {
@@ -491,7 +594,7 @@ mod tests {
 
     #[test]
     fn subset_evaluates() {
-        let f = PacketFilter::compile("outbound and udp.DstPort == 5000", Layer::Network).unwrap();
+        let f = Hint::compile("outbound and udp.DstPort == 5000", Layer::Network).unwrap();
         let out = Address::network(true);
         let inb = Address::network(false);
         assert!(f.matches(&info(17, 1, 5000), &out));
@@ -500,22 +603,35 @@ mod tests {
         assert!(f.may_match_direction(true));
         assert!(!f.may_match_direction(false));
         assert_eq!(f.l4_protocols(), Some(vec![17]));
-        let t = PacketFilter::compile("true", Layer::Network).unwrap();
+        assert_eq!(f.required_port(), Some((17, 2, 5000)));
+        let h = Hint::compile("tcp.SrcPort == 80 or udp", Layer::Network).unwrap();
+        assert_eq!(h.required_port(), None);
+        let h = Hint::compile("ip and (tcp.SrcPort == 80 and outbound)", Layer::Network).unwrap();
+        assert_eq!(h.required_port(), Some((6, 0, 80)));
+        let t = Hint::compile("true", Layer::Network).unwrap();
         assert_eq!(t.l4_protocols(), None);
-        let g = PacketFilter::compile("(tcp || udp) && !(udp.DstPort = 53)", Layer::Network).unwrap();
+        let g = Hint::compile("(tcp || udp) && !(udp.DstPort = 53)", Layer::Network).unwrap();
         assert!(g.matches(&info(6, 1, 53), &out));
         assert!(!g.matches(&info(17, 1, 53), &out));
         assert_eq!(g.l4_protocols(), Some(vec![6, 17]));
-        assert!(PacketFilter::compile("false", Layer::Network).unwrap().is_never());
+        assert!(Hint::compile("false", Layer::Network).unwrap().is_never());
+        let exact = PacketFilter::compile("outbound and tcp.Syn", Layer::Network).unwrap();
+        assert!(exact.may_match_direction(true) && !exact.may_match_direction(false));
+        assert_eq!(exact.l4_protocols(), None);
+        assert!(PacketFilter::compile("false", Layer::Network)
+            .unwrap()
+            .is_never());
     }
 
     #[test]
     fn errors_have_positions() {
+        let e = Hint::compile("udp and bogus.Field == 1", Layer::Network).unwrap_err();
+        assert_eq!(e.position, 8);
+        let e = Hint::compile("udp and (tcp", Layer::Network).unwrap_err();
+        assert_eq!(e.position, 12);
+        let e = Hint::compile("udp $", Layer::Network).unwrap_err();
+        assert_eq!(e.position, 4);
         let e = PacketFilter::compile("udp and bogus.Field == 1", Layer::Network).unwrap_err();
         assert_eq!(e.position, 8);
-        let e = PacketFilter::compile("udp and (tcp", Layer::Network).unwrap_err();
-        assert_eq!(e.position, 12);
-        let e = PacketFilter::compile("udp $", Layer::Network).unwrap_err();
-        assert_eq!(e.position, 4);
     }
 }

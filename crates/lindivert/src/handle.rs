@@ -226,10 +226,11 @@ impl Handle {
                 o.priority
             )));
         }
-        let filter = PacketFilter::compile(&o.filter, o.layer).map_err(|e| Error::InvalidFilter {
-            message: e.message,
-            position: e.position,
-        })?;
+        let filter =
+            PacketFilter::compile(&o.filter, o.layer).map_err(|e| Error::InvalidFilter {
+                message: e.message,
+                position: e.position,
+            })?;
         if has_capability(12) == Some(false) {
             return Err(Error::PermissionDenied {
                 capability: "CAP_NET_ADMIN",
@@ -252,7 +253,9 @@ impl Handle {
             fail_open: false,
             rcvbuf: 32 << 20,
         };
-        let start = (pid.wrapping_mul(2_654_435_761).wrapping_add(n.wrapping_mul(7919))) as u16;
+        let start = (pid
+            .wrapping_mul(2_654_435_761)
+            .wrapping_add(n.wrapping_mul(7919))) as u16;
         let candidates = (0..1024u16).map(move |i| start.wrapping_add(i));
         let layer = o.layer;
         let filter2 = filter.clone();
@@ -271,10 +274,16 @@ impl Handle {
                     v
                 }
             };
-            let prefilter: Vec<Vec<Match>> = match filter2.l4_protocols() {
-                Some(ps) if ps.is_empty() => vec![vec![Match::L4Proto(255)]], // never
-                Some(ps) => ps.into_iter().map(|p| vec![Match::L4Proto(p)]).collect(),
-                None => Vec::new(),
+            let prefilter: Vec<Vec<Match>> = if filter2.is_never() {
+                vec![vec![Match::L4Proto(255)]] // reserved protocol: never queued
+            } else if let Some((proto, offset, port)) = filter2.required_port() {
+                vec![vec![Match::L4Proto(proto), Match::Port { offset, port }]]
+            } else {
+                match filter2.l4_protocols() {
+                    Some(ps) if ps.is_empty() => vec![vec![Match::L4Proto(255)]],
+                    Some(ps) => ps.into_iter().map(|p| vec![Match::L4Proto(p)]).collect(),
+                    None => Vec::new(),
+                }
             };
             let chains: Vec<ChainSpec> = hooks
                 .iter()
@@ -619,7 +628,11 @@ impl Inner {
         };
         let forward = self.layer == Layer::NetworkForward;
         let outbound = !forward && p.hook == Hook::Output.number() as u8;
-        let if_idx = if forward || outbound { p.outdev } else { p.indev };
+        let if_idx = if forward || outbound {
+            p.outdev
+        } else {
+            p.indev
+        };
         let csum_ok = p.skb_info & nfqueue::SKB_CSUMNOTREADY == 0;
         let mut addr = Address::network(outbound);
         addr.layer = self.layer;
@@ -634,10 +647,10 @@ impl Inner {
             if_idx,
             sub_if_idx: 0,
         });
-        if !self.filter.matches(&info, &addr) {
+        let data = &p.payload[..info.ip_len];
+        if !self.filter.matches(data, &addr) {
             return accept(st);
         }
-        let data = &p.payload[..info.ip_len];
         if self.flags.contains(Flags::DROP) {
             self.received.fetch_add(1, Ordering::Relaxed);
             st.verdicts.add(qn, p.id, nfqueue::NF_DROP, None, None);

@@ -117,8 +117,7 @@ impl Queue {
             errno: libc::EBUSY,
             what: "binding an nfqueue number".into(),
         };
-        let mut seq = 1u32;
-        for num in candidates {
+        for (seq, num) in (1u32..).step_by(4).zip(candidates) {
             let b = config_msg(num, seq, true, |b| cmd(b, CMD_BIND));
             match request(&sock, b.as_bytes(), seq, &format!("binding nfqueue {num}")) {
                 Ok(()) => {
@@ -129,7 +128,6 @@ impl Queue {
                 Err(e) if e.errno == libc::EBUSY || e.errno == libc::EPERM => last = e,
                 Err(e) => return Err(e),
             }
-            seq += 1;
         }
         Err(last)
     }
@@ -142,7 +140,12 @@ impl Queue {
             b.put(NFQA_CFG_PARAMS, &p);
             b.put_be32(NFQA_CFG_QUEUE_MAXLEN, cfg.maxlen);
         });
-        request(&self.sock, b.as_bytes(), seq, "configuring nfqueue copy mode")?;
+        request(
+            &self.sock,
+            b.as_bytes(),
+            seq,
+            "configuring nfqueue copy mode",
+        )?;
         let mut flags = 0;
         if cfg.gso {
             flags |= CFG_F_GSO;
@@ -154,7 +157,12 @@ impl Queue {
             b.put_be32(NFQA_CFG_MASK, CFG_F_GSO | CFG_F_FAIL_OPEN);
             b.put_be32(NFQA_CFG_FLAGS, flags);
         });
-        request(&self.sock, b.as_bytes(), seq + 1, "configuring nfqueue flags")
+        request(
+            &self.sock,
+            b.as_bytes(),
+            seq + 1,
+            "configuring nfqueue flags",
+        )
     }
 
     /// The queue number.
@@ -290,7 +298,14 @@ impl Verdicts {
 
     /// Add a verdict for packet `id` of queue `num`, optionally with a mark and a replacement
     /// payload (at most 65531 bytes).
-    pub fn add(&mut self, num: u16, id: u32, verdict: u32, mark: Option<u32>, payload: Option<&[u8]>) {
+    pub fn add(
+        &mut self,
+        num: u16,
+        id: u32,
+        verdict: u32,
+        mark: Option<u32>,
+        payload: Option<&[u8]>,
+    ) {
         self.buf
             .begin(msg_type(SUBSYS_QUEUE, NFQNL_MSG_VERDICT), NLM_F_REQUEST, 0)
             .nfgen(0, num);

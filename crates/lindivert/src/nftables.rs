@@ -3,9 +3,11 @@
 //! A handle owns one table (`NFT_TABLE_F_OWNER`, family `inet`) created by its own netlink
 //! socket: the kernel deletes the table, its chains and rules the moment that socket closes
 //! (close, exit, `kill -9`), so rules never outlive a handle. Each base chain holds:
-//! 1. *skip injected*: packets whose mark lies in `[MARK_BASE | own tag, MARK_BASE | 0xffff]`
-//!    (injected by this handle or one of higher or equal priority) are accepted, i.e. passed
-//!    on to the next base chain (the next priority);
+//! 1. *skip injected*: packets whose mark lies in `[MARK_BASE, MARK_BASE | own tag]`
+//!    (injected by this handle or one of lower or equal priority, whose chains come after
+//!    ours anyway) are accepted, i.e. passed on to the next base chain (the next priority);
+//!    a packet injected by a higher-priority handle is seen again only by lower priorities,
+//!    as in WinDivert (`tag ≤ own ⇒ ignore`);
 //! 2. NETWORK inbound only: `iif lo` is accepted (loopback traffic is reported once, as
 //!    outbound, like WinDivert);
 //! 3. an optional coarse prefilter (native `meta l4proto`/port matches, or the compat `bpf`
@@ -116,7 +118,7 @@ pub struct ChainSpec {
     pub hook: Hook,
     /// The nftables priority.
     pub priority: i32,
-    /// The handle's injection mark (packets with a mark in `[mark, MARK_BASE|0xffff]` skip).
+    /// The handle's injection mark (packets with a mark in `[MARK_BASE, mark]` skip).
     pub skip_mark: Option<u32>,
     /// Accept `iif lo` first (NETWORK inbound).
     pub skip_loopback_in: bool,
@@ -197,7 +199,7 @@ fn nfqueue_target(b: &mut MsgBuilder, num: u16, bypass: bool) {
     expr_begin(b, "target");
     b.put_str(1, "NFQUEUE"); // NFTA_TARGET_NAME
     b.put_be32(2, 3); // NFTA_TARGET_REV
-    // struct xt_NFQ_info_v3 { u16 queuenum; u16 queues_total; u16 flags; } (host order)
+                      // struct xt_NFQ_info_v3 { u16 queuenum; u16 queues_total; u16 flags; } (host order)
     let mut info = [0u8; 8];
     info[0..2].copy_from_slice(&num.to_ne_bytes());
     info[2..4].copy_from_slice(&1u16.to_ne_bytes());
@@ -210,7 +212,7 @@ fn bpf_match_fd(b: &mut MsgBuilder, fd: RawFd) {
     expr_begin(b, "match");
     b.put_str(1, "bpf"); // NFTA_MATCH_NAME
     b.put_be32(2, 1); // NFTA_MATCH_REV
-    // struct xt_bpf_info_v1: u16 mode, u16 n, s32 fd, 512-byte union, 8-byte kernel pointer.
+                      // struct xt_bpf_info_v1: u16 mode, u16 n, s32 fd, 512-byte union, 8-byte kernel pointer.
     let mut info = vec![0u8; 528];
     info[0..2].copy_from_slice(&2u16.to_ne_bytes()); // XT_BPF_MODE_FD_ELF
     info[4..8].copy_from_slice(&fd.to_ne_bytes());
@@ -237,6 +239,9 @@ fn encode_match(b: &mut MsgBuilder, m: &Match) {
         Match::BpfFd(fd) => bpf_match_fd(b, *fd),
     }
 }
+
+/// Writes the expressions of one rule.
+type RuleBody<'a> = Box<dyn Fn(&mut MsgBuilder) + 'a>;
 
 /// An owner table and the socket that owns it.
 #[derive(Debug)]
@@ -273,15 +278,15 @@ impl OwnerTable {
             b.put_be32(5, NF_ACCEPT as u32).put_str(7, "filter");
             batch.end_msg();
 
-            let mut rules: Vec<(&str, Box<dyn Fn(&mut MsgBuilder) + '_>)> = Vec::new();
+            let mut rules: Vec<(&str, RuleBody<'_>)> = Vec::new();
             if let Some(mark) = c.skip_mark {
                 rules.push((
                     "NEWRULE skip injected",
                     Box::new(move |b: &mut MsgBuilder| {
                         meta_load(b, META_MARK);
                         byteorder_hton32(b);
-                        cmp(b, 5, &mark.to_be_bytes());
-                        cmp(b, 3, &(MARK_BASE | 0xffff).to_be_bytes());
+                        cmp(b, 5, &MARK_BASE.to_be_bytes());
+                        cmp(b, 3, &mark.to_be_bytes());
                         verdict(b, NF_ACCEPT);
                     }),
                 ));
@@ -373,7 +378,12 @@ impl OwnerTable {
         }
         let mut batch = Batch::new(SUBSYS_NFTABLES, self.seq);
         for chain in &self.chains {
-            let b = batch.msg(NFT_MSG_NEWRULE, NLM_F_CREATE, NFPROTO_INET, "NEWRULE bypass");
+            let b = batch.msg(
+                NFT_MSG_NEWRULE,
+                NLM_F_CREATE,
+                NFPROTO_INET,
+                "NEWRULE bypass",
+            );
             b.put_str(1, &self.name).put_str(2, chain);
             b.nest_begin(4);
             verdict(b, NF_ACCEPT);

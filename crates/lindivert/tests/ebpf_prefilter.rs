@@ -330,7 +330,9 @@ impl JsonParser<'_> {
         }
     }
     fn lit(&mut self, l: &str) -> Option<()> {
-        self.s[self.i..].starts_with(l.as_bytes()).then(|| self.i += l.len())
+        self.s[self.i..]
+            .starts_with(l.as_bytes())
+            .then(|| self.i += l.len())
     }
     fn value(&mut self) -> Option<Json> {
         self.ws();
@@ -622,7 +624,9 @@ impl Harness {
                         .rev()
                         .collect::<Vec<_>>()
                         .join("\n");
-                    self.stats.failures.push(format!("{what}: load failed: {tail}"));
+                    self.stats
+                        .failures
+                        .push(format!("{what}: load failed: {tail}"));
                     return None;
                 }
             }
@@ -672,9 +676,9 @@ impl Harness {
                     "{what}: filter is not deterministic in this context?"
                 ));
             } else if got != any {
-                self.stats.failures.push(format!(
-                    "IMPRECISE: {what}: exact {any}, prefilter {got}"
-                ));
+                self.stats
+                    .failures
+                    .push(format!("IMPRECISE: {what}: exact {any}, prefilter {got}"));
             } else {
                 self.stats.precise += 1;
             }
@@ -777,29 +781,63 @@ fn prefilter_agrees_with_the_evaluator_in_the_kernel() {
 fn large_filters_stay_within_verifier_limits() {
     require_root();
     // 64 ports or'ed: a long chain of tests.
-    let many: Vec<String> = (0..64).map(|p| format!("tcp.DstPort == {}", 1000 + p)).collect();
+    let many: Vec<String> = (0..64)
+        .map(|p| format!("tcp.DstPort == {}", 1000 + p))
+        .collect();
     // Unknown tests in sequence: the node sets grow.
     let unknown: Vec<String> = (0..24)
-        .map(|i| format!("(random8 < {}? udp.DstPort == {}: tcp.SrcPort == {})", i * 10, i, i))
+        .map(|i| {
+            format!(
+                "(random8 < {}? udp.DstPort == {}: tcp.SrcPort == {})",
+                i * 10,
+                i,
+                i
+            )
+        })
         .collect();
     let mixed: Vec<String> = (0..40)
         .map(|i| format!("(ifIdx == {i}? packet[{i}] == {i}: ipv6.SrcAddr != ::{i})"))
         .collect();
+    // Unknown choices between packet tests, and'ed: the node sets multiply until the
+    // generator's budget turns the rest into "may match".
+    let explode: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                "(timestamp > {i}? packet[{i}] == {i}: packet[{}] != {i})",
+                i + 1
+            )
+        })
+        .collect();
     let ctx = PrefilterContext::new(Layer::Network, Direction::Outbound);
     let mut log = vec![0u8; 1 << 22];
-    for text in [many.join(" or "), unknown.join(" and "), mixed.join(" or ")] {
+    for text in [
+        many.join(" or "),
+        unknown.join(" and "),
+        mixed.join(" or "),
+        explode.join(" and "),
+    ] {
         let f = Filter::compile(&text, Layer::Network).expect("compiles");
         let prog = prefilter_program(f.object(), ctx);
         let fd = match prog_load(ProgType::SOCKET_FILTER, &prog, LICENSE, &mut log) {
             Ok(fd) => fd,
-            Err(e) => panic!("{} tests, {} insns: {e}", f.object().tests.len(), prog.len()),
+            Err(e) => panic!(
+                "{} tests, {} insns: {e}",
+                f.object().tests.len(),
+                prog.len()
+            ),
         };
         for (_, h) in VECTOR_PACKETS {
             let ip = hex(h);
             let (ret, _) = prog_test_run(fd.as_fd(), &frame(&ip), 1).unwrap();
             assert_eq!(ret as u64, run_socket_filter(&prog, &ip).unwrap());
         }
-        eprintln!("{} tests -> {} insns: loaded", f.object().tests.len(), prog.len());
+        let ip = hex(VECTOR_PACKETS[3].1);
+        let (_, ns) = prog_test_run(fd.as_fd(), &frame(&ip), 10_000).unwrap();
+        eprintln!(
+            "{} tests -> {} insns: loaded, {ns} ns per run",
+            f.object().tests.len(),
+            prog.len()
+        );
     }
 }
 
@@ -829,12 +867,20 @@ fn bpf_wrapper_basics() {
         .find_map(|l| l.strip_prefix("flags:"))
         .map(|s| u32::from_str_radix(s.trim(), 8).unwrap())
         .unwrap();
-    assert_ne!(flags & libc::O_CLOEXEC as u32, 0, "fd must be close-on-exec");
-    assert_eq!(prog_test_run(fd.as_fd(), &frame(&[0x45; 20]), 3).unwrap().0, 1);
+    assert_ne!(
+        flags & libc::O_CLOEXEC as u32,
+        0,
+        "fd must be close-on-exec"
+    );
+    assert_eq!(
+        prog_test_run(fd.as_fd(), &frame(&[0x45; 20]), 3).unwrap().0,
+        1
+    );
 
     // Maps: array, hash, ring buffer.
     let arr = Map::array(8, 4, "ld_test_arr").unwrap();
-    arr.update(&2u32.to_ne_bytes(), &7u64.to_ne_bytes(), BPF_ANY).unwrap();
+    arr.update(&2u32.to_ne_bytes(), &7u64.to_ne_bytes(), BPF_ANY)
+        .unwrap();
     let mut v = [0u8; 8];
     assert!(arr.lookup(&2u32.to_ne_bytes(), &mut v).unwrap());
     assert_eq!(u64::from_ne_bytes(v), 7);

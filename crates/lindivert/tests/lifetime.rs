@@ -4,7 +4,7 @@
 mod common;
 
 use common::{privileged, udp_exchange, Echo, Netns, Pair};
-use lindivert::{Error, Flags, OpenOptions};
+use lindivert::{Error, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -46,7 +46,13 @@ fn kill_9_restores_traffic_and_removes_table() {
     let _echo = Echo::start(&pair.b, 7601);
     let to = SocketAddr::from((pair.b_ip, 7601));
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_diverter", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_diverter",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("LINDIVERT_TEST_NETNS", pair.a.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -55,16 +61,24 @@ fn kill_9_restores_traffic_and_removes_table() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let table = loop {
         let l = lines.next().expect("child output").unwrap();
-        if let Some(rest) = l.strip_prefix("READY ") {
-            break rest.split_whitespace().nth(1).unwrap().to_string();
+        // the harness prints "test child_diverter ... " on the same line
+        if let Some(i) = l.find("READY ") {
+            break l[i + 6..].split_whitespace().nth(1).unwrap().to_string();
         }
     };
     let tables = pair.a.tables();
     assert!(
-        tables.iter().any(|t| t.name == table && t.owner.is_some() && t.flags & 2 != 0),
+        tables
+            .iter()
+            .any(|t| t.name == table && t.owner.is_some() && t.flags & 2 != 0),
         "owner table {table} missing: {tables:?}"
     );
-    let held = udp_exchange(&pair.a, to, vec![b"held".to_vec()], Duration::from_millis(300));
+    let held = udp_exchange(
+        &pair.a,
+        to,
+        vec![b"held".to_vec()],
+        Duration::from_millis(300),
+    );
     assert!(held.is_empty(), "the child diverts and never sends");
 
     child.kill().unwrap(); // SIGKILL
@@ -72,7 +86,12 @@ fn kill_9_restores_traffic_and_removes_table() {
     let killed = Instant::now();
     let mut ok = false;
     while killed.elapsed() < Duration::from_secs(1) {
-        let r = udp_exchange(&pair.a, to, vec![b"free".to_vec()], Duration::from_millis(100));
+        let r = udp_exchange(
+            &pair.a,
+            to,
+            vec![b"free".to_vec()],
+            Duration::from_millis(100),
+        );
         if r == vec![b"free".to_vec()] {
             ok = true;
             break;
@@ -167,13 +186,17 @@ fn higher_priority_sees_first_and_reinjection_reaches_lower() {
         low.recv_timeout(&mut buf, Some(Duration::from_millis(200))),
         Err(Error::Timeout)
     ));
-    let (n, a) = high.recv_timeout(&mut buf, Some(Duration::from_secs(1))).unwrap();
+    let (n, a) = high
+        .recv_timeout(&mut buf, Some(Duration::from_secs(1)))
+        .unwrap();
     // modify at the high priority; the low priority handle must see the modified packet
     buf[28] = b'C';
     let mut a2 = a;
     a2.udp_checksum = false;
     high.send(&buf[..n], &a2).unwrap();
-    let (n2, a3) = low.recv_timeout(&mut buf, Some(Duration::from_secs(1))).unwrap();
+    let (n2, a3) = low
+        .recv_timeout(&mut buf, Some(Duration::from_secs(1)))
+        .unwrap();
     assert_eq!(&buf[28..n2], b"Chain");
     low.send(&buf[..n2], &a3).unwrap();
     assert_eq!(client.join().unwrap().as_deref(), Some(&b"Chain"[..]));
@@ -186,7 +209,9 @@ fn higher_priority_sees_first_and_reinjection_reaches_lower() {
     ai.ip_checksum = false;
     high.send(&p, &ai).unwrap();
     assert_eq!(high.stats().injected, 1);
-    let (n3, a4) = low.recv_timeout(&mut buf, Some(Duration::from_secs(1))).unwrap();
+    let (n3, a4) = low
+        .recv_timeout(&mut buf, Some(Duration::from_secs(1)))
+        .unwrap();
     assert_eq!(&buf[28..n3], b"Nhain");
     assert!(matches!(
         high.recv_timeout(&mut buf[..0].to_vec(), Some(Duration::from_millis(100))),

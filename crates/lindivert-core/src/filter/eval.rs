@@ -134,7 +134,12 @@ enum Load {
     TcpSeqNum,
     TcpAckNum,
     TcpHdrLength,
-    TcpFlag(u8),
+    TcpUrg,
+    TcpAck,
+    TcpPsh,
+    TcpRst,
+    TcpSyn,
+    TcpFin,
     TcpWindow,
     TcpChecksum,
     TcpUrgPtr,
@@ -148,12 +153,21 @@ enum Load {
     NetRemoteAddr,
     NetLocalPort,
     NetRemotePort,
-    Array(Region, u8),
+    Packet8,
+    Packet16,
+    Packet32,
+    TcpPayload8,
+    TcpPayload16,
+    TcpPayload32,
+    UdpPayload8,
+    UdpPayload16,
+    UdpPayload32,
     FlowIp,
     FlowIpv6,
     FlowIcmp,
     FlowIcmpv6,
-    FlowProtoIs(u8),
+    FlowTcp,
+    FlowUdp,
     FlowProtocol,
     FlowLocalAddr,
     FlowRemoteAddr,
@@ -207,8 +221,8 @@ impl Load {
             F::Ipv6 if fs => Load::FlowIpv6,
             F::Icmp if fs => Load::FlowIcmp,
             F::Icmpv6 if fs => Load::FlowIcmpv6,
-            F::Tcp if fs => Load::FlowProtoIs(6),
-            F::Udp if fs => Load::FlowProtoIs(17),
+            F::Tcp if fs => Load::FlowTcp,
+            F::Udp if fs => Load::FlowUdp,
             F::Protocol if net => Load::Protocol,
             F::Protocol if fs => Load::FlowProtocol,
             F::LocalAddr if net => Load::NetLocalAddr,
@@ -257,12 +271,12 @@ impl Load {
             F::TcpSeqNum => Load::TcpSeqNum,
             F::TcpAckNum => Load::TcpAckNum,
             F::TcpHdrLength => Load::TcpHdrLength,
-            F::TcpUrg => Load::TcpFlag(0x20),
-            F::TcpAck => Load::TcpFlag(0x10),
-            F::TcpPsh => Load::TcpFlag(0x08),
-            F::TcpRst => Load::TcpFlag(0x04),
-            F::TcpSyn => Load::TcpFlag(0x02),
-            F::TcpFin => Load::TcpFlag(0x01),
+            F::TcpUrg => Load::TcpUrg,
+            F::TcpAck => Load::TcpAck,
+            F::TcpPsh => Load::TcpPsh,
+            F::TcpRst => Load::TcpRst,
+            F::TcpSyn => Load::TcpSyn,
+            F::TcpFin => Load::TcpFin,
             F::TcpWindow => Load::TcpWindow,
             F::TcpChecksum => Load::TcpChecksum,
             F::TcpUrgPtr => Load::TcpUrgPtr,
@@ -272,21 +286,22 @@ impl Load {
             F::UdpLength => Load::UdpLength,
             F::UdpChecksum => Load::UdpChecksum,
             F::UdpPayloadLength => Load::UdpPayloadLength,
-            F::Packet => Load::Array(Region::Packet, 1),
-            F::Packet16 => Load::Array(Region::Packet, 2),
-            F::Packet32 => Load::Array(Region::Packet, 4),
-            F::TcpPayload => Load::Array(Region::Tcp, 1),
-            F::TcpPayload16 => Load::Array(Region::Tcp, 2),
-            F::TcpPayload32 => Load::Array(Region::Tcp, 4),
-            F::UdpPayload => Load::Array(Region::Udp, 1),
-            F::UdpPayload16 => Load::Array(Region::Udp, 2),
-            F::UdpPayload32 => Load::Array(Region::Udp, 4),
+            F::Packet => Load::Packet8,
+            F::Packet16 => Load::Packet16,
+            F::Packet32 => Load::Packet32,
+            F::TcpPayload => Load::TcpPayload8,
+            F::TcpPayload16 => Load::TcpPayload16,
+            F::TcpPayload32 => Load::TcpPayload32,
+            F::UdpPayload => Load::UdpPayload8,
+            F::UdpPayload16 => Load::UdpPayload16,
+            F::UdpPayload32 => Load::UdpPayload32,
             _ => Load::Never,
         }
     }
 
-    /// Loads whose value is a 128-bit address (compared unsigned against the constant).
-    fn is_addr(self) -> bool {
+    /// Loads whose value may not fit an `i64`: the 128-bit addresses and the 64-bit
+    /// endpoint ids, compared as unsigned 128-bit values.
+    fn is_wide(self) -> bool {
         matches!(
             self,
             Load::IpSrcAddr
@@ -297,6 +312,8 @@ impl Load {
                 | Load::NetRemoteAddr
                 | Load::FlowLocalAddr
                 | Load::FlowRemoteAddr
+                | Load::EndpointId
+                | Load::ParentEndpointId
         )
     }
 }
@@ -304,25 +321,43 @@ impl Load {
 const ACCEPT: u16 = 0xFFFE;
 const REJECT: u16 = 0xFFFF;
 
+/// One test, precomputed: the value `v` passes when `lo <= v <= lo + span` (unsigned
+/// arithmetic), XOR `neg`. Every operator, and the constants outside the field's domain
+/// (which make a test "true whenever the field exists" or "always false"), reduce to this.
 #[derive(Debug, Clone, Copy)]
 struct Insn {
     load: Load,
-    op: Op,
-    /// Array byte index.
-    index: i32,
-    /// The constant clamped to `i128` (exact for every non-address field, whose values lie
-    /// well inside the `i128` range).
-    k: i128,
-    /// Address constant: `None` when negative (every address is greater).
-    ka: Option<u128>,
+    /// The value is an address or endpoint id: use [`Program::wide`].
+    wide: bool,
+    neg: bool,
     succ: u16,
     fail: u16,
+    /// Array byte index.
+    index: i32,
+    lo: i64,
+    span: u64,
 }
 
 /// A filter program ready to evaluate.
 #[derive(Debug, Clone)]
 pub(crate) struct Program {
     insns: Box<[Insn]>,
+    /// `(lo, span)` of the wide tests, by instruction index (empty when there are none).
+    wide: Box<[(u128, u128)]>,
+}
+
+/// The interval form of `x op k` for `x` in `[dmin, dmax]` (all as `i128`, with `k` already
+/// clamped into `i128`): `(lo, hi, neg)`, where `None` is the empty set.
+fn interval(op: Op, k: i128, dmin: i128, dmax: i128) -> (Option<(i128, i128)>, bool) {
+    let eq = (dmin <= k && k <= dmax).then_some((k, k));
+    match op {
+        Op::Eq => (eq, false),
+        Op::Neq => (eq, true),
+        Op::Lt => ((k > dmin).then(|| (dmin, (k - 1).min(dmax))), false),
+        Op::Le => ((k >= dmin).then(|| (dmin, k.min(dmax))), false),
+        Op::Gt => ((k < dmax).then(|| ((k + 1).max(dmin), dmax)), false),
+        Op::Ge => ((k <= dmax).then(|| (k.max(dmin), dmax)), false),
+    }
 }
 
 fn clamp_i128(v: Value) -> i128 {
@@ -337,67 +372,114 @@ fn clamp_i128(v: Value) -> i128 {
     }
 }
 
+/// `(lo, span, neg)` for a narrow (`i64`) field.
+fn narrow_test(op: Op, k: Value) -> (i64, u64, bool) {
+    let (set, neg) = interval(op, clamp_i128(k), i128::from(i64::MIN), i128::from(i64::MAX));
+    match set {
+        Some((lo, hi)) => (lo as i64, (hi - lo) as u64, neg),
+        None => (0, u64::MAX, !neg),
+    }
+}
+
+/// `(lo, span, neg)` for a wide (unsigned 128-bit) field.
+fn wide_test(op: Op, k: Value) -> (u128, u128, bool) {
+    const MAX: u128 = u128::MAX;
+    let set: Option<(u128, u128)>;
+    let mut neg = false;
+    if k.neg && k.mag != 0 {
+        // Every value is greater than a negative constant.
+        set = match op {
+            Op::Eq => None,
+            Op::Neq => {
+                neg = true;
+                None
+            }
+            Op::Lt | Op::Le => None,
+            Op::Gt | Op::Ge => Some((0, MAX)),
+        };
+    } else {
+        let m = k.mag;
+        set = match op {
+            Op::Eq => Some((m, m)),
+            Op::Neq => {
+                neg = true;
+                Some((m, m))
+            }
+            Op::Lt => m.checked_sub(1).map(|h| (0, h)),
+            Op::Le => Some((0, m)),
+            Op::Gt => m.checked_add(1).map(|l| (l, MAX)),
+            Op::Ge => Some((m, MAX)),
+        };
+    }
+    match set {
+        Some((lo, hi)) => (lo, hi - lo, neg),
+        None => (0, MAX, !neg),
+    }
+}
+
 impl Program {
     /// Build the program of `obj` (ideally optimised) for `layer`. A jump that does not go
     /// forward is treated as REJECT, so evaluation always terminates.
     pub(crate) fn new(obj: &Object, layer: Layer) -> Program {
         let n = obj.tests.len();
-        let insns = obj
-            .tests
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let target = |j: Jump| match j {
-                    Jump::Accept => ACCEPT,
-                    Jump::Reject => REJECT,
-                    Jump::Test(k) if usize::from(k) > i && usize::from(k) < n => k,
-                    Jump::Test(_) => REJECT,
-                };
-                Insn {
-                    load: Load::resolve(t.field, layer),
-                    op: t.op,
-                    index: t.index,
-                    k: clamp_i128(t.value),
-                    ka: if t.value.neg && t.value.mag != 0 {
-                        None
-                    } else {
-                        Some(t.value.mag)
-                    },
-                    succ: target(t.success),
-                    fail: target(t.failure),
-                }
-            })
-            .collect();
-        Program { insns }
+        let mut wide = Vec::new();
+        let mut insns = Vec::with_capacity(n);
+        for (i, t) in obj.tests.iter().enumerate() {
+            let target = |j: Jump| match j {
+                Jump::Accept => ACCEPT,
+                Jump::Reject => REJECT,
+                Jump::Test(k) if usize::from(k) > i && usize::from(k) < n => k,
+                Jump::Test(_) => REJECT,
+            };
+            let load = Load::resolve(t.field, layer);
+            let is_wide = load.is_wide();
+            let (lo, span, neg) = if is_wide {
+                let (lo, span, neg) = wide_test(t.op, t.value);
+                wide.resize(i, (0, 0));
+                wide.push((lo, span));
+                (0, 0, neg)
+            } else {
+                narrow_test(t.op, t.value)
+            };
+            insns.push(Insn {
+                load,
+                wide: is_wide,
+                neg,
+                succ: target(t.success),
+                fail: target(t.failure),
+                index: t.index,
+                lo,
+                span,
+            });
+        }
+        Program {
+            insns: insns.into_boxed_slice(),
+            wide: wide.into_boxed_slice(),
+        }
     }
 
     /// Run the program.
     #[inline]
     pub(crate) fn run(&self, pkt: Option<&ParsedPacket<'_>>, addr: &Address) -> bool {
-        let ctx = Ctx {
+        let mut ctx = Ctx {
             pkt,
             addr,
             hash: None,
         };
-        self.run_ctx(ctx)
-    }
-
-    #[inline]
-    fn run_ctx(&self, mut ctx: Ctx<'_, '_>) -> bool {
         let mut pc = 0usize;
         loop {
             let Some(insn) = self.insns.get(pc) else {
                 return false;
             };
-            let ok = if insn.load.is_addr() {
-                match ctx.load_addr(insn.load) {
-                    Some(v) => cmp_addr(v, insn),
+            let ok = if !insn.wide {
+                match ctx.load_num(insn) {
+                    Some(v) => (v.wrapping_sub(insn.lo) as u64 <= insn.span) != insn.neg,
                     None => false,
                 }
             } else {
-                match ctx.load_num(insn) {
-                    Some(v) => cmp_num(v, insn.op, insn.k),
-                    None => false,
+                match (ctx.load_wide(insn.load), self.wide.get(pc)) {
+                    (Some(v), Some(&(lo, span))) => (v.wrapping_sub(lo) <= span) != insn.neg,
+                    _ => false,
                 }
             };
             let next = if ok { insn.succ } else { insn.fail };
@@ -407,35 +489,6 @@ impl Program {
                 n => pc = usize::from(n),
             }
         }
-    }
-}
-
-#[inline]
-fn cmp_num(v: i128, op: Op, k: i128) -> bool {
-    match op {
-        Op::Eq => v == k,
-        Op::Neq => v != k,
-        Op::Lt => v < k,
-        Op::Le => v <= k,
-        Op::Gt => v > k,
-        Op::Ge => v >= k,
-    }
-}
-
-#[inline]
-fn cmp_addr(v: u128, insn: &Insn) -> bool {
-    use core::cmp::Ordering;
-    let ord = match insn.ka {
-        Some(k) => v.cmp(&k),
-        None => Ordering::Greater,
-    };
-    match insn.op {
-        Op::Eq => ord == Ordering::Equal,
-        Op::Neq => ord != Ordering::Equal,
-        Op::Lt => ord == Ordering::Less,
-        Op::Le => ord != Ordering::Greater,
-        Op::Gt => ord == Ordering::Greater,
-        Op::Ge => ord != Ordering::Less,
     }
 }
 
@@ -556,137 +609,145 @@ impl Ctx<'_, '_> {
     }
 
     #[inline]
-    fn load_num(&mut self, insn: &Insn) -> Option<i128> {
+    fn tcp_flag(&self, mask: u8) -> Option<i64> {
+        let (b, o) = self.tcp()?;
+        Some(i64::from(byte(b, o + 13)? & mask != 0))
+    }
+
+    #[inline]
+    fn load_num(&mut self, insn: &Insn) -> Option<i64> {
         let a = self.addr;
-        let v: i128 = match insn.load {
+        let v: i64 = match insn.load {
             Load::Never => return None,
             Load::Zero => 0,
-            Load::Event => i128::from(a.event as u8),
-            Load::Timestamp => i128::from(a.timestamp),
-            Load::Outbound => i128::from(a.outbound),
-            Load::Inbound => i128::from(!a.outbound),
-            Load::Loopback => i128::from(a.loopback),
-            Load::Impostor => i128::from(a.impostor),
-            Load::IfIdx => i128::from(a.network_data()?.if_idx),
-            Load::SubIfIdx => i128::from(a.network_data()?.sub_if_idx),
-            Load::Length => self.pkt?.bytes.len() as i128,
-            Load::Fragment => i128::from(self.pkt?.fragment),
-            Load::Random8 => i128::from((self.hash()? >> 48) & 0xFF),
-            Load::Random16 => i128::from((self.hash()? >> 32) & 0xFFFF),
-            Load::Random32 => i128::from(self.hash()? & 0xFFFF_FFFF),
-            Load::Protocol => i128::from(self.pkt?.protocol),
-            Load::HasIp => i128::from(self.pkt?.version == 4),
-            Load::HasIpv6 => i128::from(self.pkt?.version == 6),
-            Load::HasIcmp => i128::from(self.pkt?.transport == Transport::Icmp),
-            Load::HasIcmpv6 => i128::from(self.pkt?.transport == Transport::Icmpv6),
-            Load::HasTcp => i128::from(matches!(self.pkt?.transport, Transport::Tcp { .. })),
-            Load::HasUdp => i128::from(self.pkt?.transport == Transport::Udp),
-            Load::IpHdrLength => i128::from(byte(self.ip()?, 0)? & 0x0F),
-            Load::IpTos => i128::from(byte(self.ip()?, 1)?),
-            Load::IpLength => i128::from(be16(self.ip()?, 2)?),
-            Load::IpId => i128::from(be16(self.ip()?, 4)?),
-            Load::IpDf => i128::from((byte(self.ip()?, 6)? >> 6) & 1),
-            Load::IpMf => i128::from((byte(self.ip()?, 6)? >> 5) & 1),
-            Load::IpFragOff => i128::from(be16(self.ip()?, 6)? & 0x1FFF),
-            Load::IpTtl => i128::from(byte(self.ip()?, 8)?),
-            Load::IpProtocol => i128::from(byte(self.ip()?, 9)?),
-            Load::IpChecksum => i128::from(be16(self.ip()?, 10)?),
-            Load::Ipv6TrafficClass => i128::from((be16(self.ipv6()?, 0)? >> 4) & 0xFF),
-            Load::Ipv6FlowLabel => i128::from(be32(self.ipv6()?, 0)? & 0xF_FFFF),
-            Load::Ipv6Length => i128::from(be16(self.ipv6()?, 4)?),
-            Load::Ipv6NextHdr => i128::from(byte(self.ipv6()?, 6)?),
-            Load::Ipv6HopLimit => i128::from(byte(self.ipv6()?, 7)?),
+            Load::Event => i64::from(a.event as u8),
+            Load::Timestamp => i64::from(a.timestamp),
+            Load::Outbound => i64::from(a.outbound),
+            Load::Inbound => i64::from(!a.outbound),
+            Load::Loopback => i64::from(a.loopback),
+            Load::Impostor => i64::from(a.impostor),
+            Load::IfIdx => i64::from(a.network_data()?.if_idx),
+            Load::SubIfIdx => i64::from(a.network_data()?.sub_if_idx),
+            Load::Length => self.pkt?.bytes.len() as i64,
+            Load::Fragment => i64::from(self.pkt?.fragment),
+            Load::Random8 => ((self.hash()? >> 48) & 0xFF) as i64,
+            Load::Random16 => ((self.hash()? >> 32) & 0xFFFF) as i64,
+            Load::Random32 => (self.hash()? & 0xFFFF_FFFF) as i64,
+            Load::Protocol => i64::from(self.pkt?.protocol),
+            Load::HasIp => i64::from(self.pkt?.version == 4),
+            Load::HasIpv6 => i64::from(self.pkt?.version == 6),
+            Load::HasIcmp => i64::from(self.pkt?.transport == Transport::Icmp),
+            Load::HasIcmpv6 => i64::from(self.pkt?.transport == Transport::Icmpv6),
+            Load::HasTcp => i64::from(matches!(self.pkt?.transport, Transport::Tcp { .. })),
+            Load::HasUdp => i64::from(self.pkt?.transport == Transport::Udp),
+            Load::IpHdrLength => i64::from(byte(self.ip()?, 0)? & 0x0F),
+            Load::IpTos => i64::from(byte(self.ip()?, 1)?),
+            Load::IpLength => i64::from(be16(self.ip()?, 2)?),
+            Load::IpId => i64::from(be16(self.ip()?, 4)?),
+            Load::IpDf => i64::from((byte(self.ip()?, 6)? >> 6) & 1),
+            Load::IpMf => i64::from((byte(self.ip()?, 6)? >> 5) & 1),
+            Load::IpFragOff => i64::from(be16(self.ip()?, 6)? & 0x1FFF),
+            Load::IpTtl => i64::from(byte(self.ip()?, 8)?),
+            Load::IpProtocol => i64::from(byte(self.ip()?, 9)?),
+            Load::IpChecksum => i64::from(be16(self.ip()?, 10)?),
+            Load::Ipv6TrafficClass => i64::from((be16(self.ipv6()?, 0)? >> 4) & 0xFF),
+            Load::Ipv6FlowLabel => i64::from(be32(self.ipv6()?, 0)? & 0xF_FFFF),
+            Load::Ipv6Length => i64::from(be16(self.ipv6()?, 4)?),
+            Load::Ipv6NextHdr => i64::from(byte(self.ipv6()?, 6)?),
+            Load::Ipv6HopLimit => i64::from(byte(self.ipv6()?, 7)?),
             Load::IcmpType => {
                 let (b, o) = self.icmp(false)?;
-                i128::from(byte(b, o)?)
+                i64::from(byte(b, o)?)
             }
             Load::IcmpCode => {
                 let (b, o) = self.icmp(false)?;
-                i128::from(byte(b, o + 1)?)
+                i64::from(byte(b, o + 1)?)
             }
             Load::IcmpChecksum => {
                 let (b, o) = self.icmp(false)?;
-                i128::from(be16(b, o + 2)?)
+                i64::from(be16(b, o + 2)?)
             }
             Load::IcmpBody => {
                 let (b, o) = self.icmp(false)?;
-                i128::from(be32(b, o + 4)?)
+                i64::from(be32(b, o + 4)?)
             }
             Load::Icmpv6Type => {
                 let (b, o) = self.icmp(true)?;
-                i128::from(byte(b, o)?)
+                i64::from(byte(b, o)?)
             }
             Load::Icmpv6Code => {
                 let (b, o) = self.icmp(true)?;
-                i128::from(byte(b, o + 1)?)
+                i64::from(byte(b, o + 1)?)
             }
             Load::Icmpv6Checksum => {
                 let (b, o) = self.icmp(true)?;
-                i128::from(be16(b, o + 2)?)
+                i64::from(be16(b, o + 2)?)
             }
             Load::Icmpv6Body => {
                 let (b, o) = self.icmp(true)?;
-                i128::from(be32(b, o + 4)?)
+                i64::from(be32(b, o + 4)?)
             }
             Load::TcpSrcPort => {
                 let (b, o) = self.tcp()?;
-                i128::from(be16(b, o)?)
+                i64::from(be16(b, o)?)
             }
             Load::TcpDstPort => {
                 let (b, o) = self.tcp()?;
-                i128::from(be16(b, o + 2)?)
+                i64::from(be16(b, o + 2)?)
             }
             Load::TcpSeqNum => {
                 let (b, o) = self.tcp()?;
-                i128::from(be32(b, o + 4)?)
+                i64::from(be32(b, o + 4)?)
             }
             Load::TcpAckNum => {
                 let (b, o) = self.tcp()?;
-                i128::from(be32(b, o + 8)?)
+                i64::from(be32(b, o + 8)?)
             }
             Load::TcpHdrLength => {
                 let (b, o) = self.tcp()?;
-                i128::from(byte(b, o + 12)? >> 4)
+                i64::from(byte(b, o + 12)? >> 4)
             }
-            Load::TcpFlag(m) => {
-                let (b, o) = self.tcp()?;
-                i128::from(byte(b, o + 13)? & m != 0)
-            }
+            Load::TcpUrg => self.tcp_flag(0x20)?,
+            Load::TcpAck => self.tcp_flag(0x10)?,
+            Load::TcpPsh => self.tcp_flag(0x08)?,
+            Load::TcpRst => self.tcp_flag(0x04)?,
+            Load::TcpSyn => self.tcp_flag(0x02)?,
+            Load::TcpFin => self.tcp_flag(0x01)?,
             Load::TcpWindow => {
                 let (b, o) = self.tcp()?;
-                i128::from(be16(b, o + 14)?)
+                i64::from(be16(b, o + 14)?)
             }
             Load::TcpChecksum => {
                 let (b, o) = self.tcp()?;
-                i128::from(be16(b, o + 16)?)
+                i64::from(be16(b, o + 16)?)
             }
             Load::TcpUrgPtr => {
                 let (b, o) = self.tcp()?;
-                i128::from(be16(b, o + 18)?)
+                i64::from(be16(b, o + 18)?)
             }
             Load::TcpPayloadLength => {
                 self.tcp()?;
-                self.pkt?.payload_len as i128
+                self.pkt?.payload_len as i64
             }
             Load::UdpSrcPort => {
                 let (b, o) = self.udp()?;
-                i128::from(be16(b, o)?)
+                i64::from(be16(b, o)?)
             }
             Load::UdpDstPort => {
                 let (b, o) = self.udp()?;
-                i128::from(be16(b, o + 2)?)
+                i64::from(be16(b, o + 2)?)
             }
             Load::UdpLength => {
                 let (b, o) = self.udp()?;
-                i128::from(be16(b, o + 4)?)
+                i64::from(be16(b, o + 4)?)
             }
             Load::UdpChecksum => {
                 let (b, o) = self.udp()?;
-                i128::from(be16(b, o + 6)?)
+                i64::from(be16(b, o + 6)?)
             }
             Load::UdpPayloadLength => {
                 self.udp()?;
-                self.pkt?.payload_len as i128
+                self.pkt?.payload_len as i64
             }
             Load::NetLocalPort | Load::NetRemotePort => {
                 self.pkt?;
@@ -696,7 +757,7 @@ impl Ctx<'_, '_> {
                     Some((src, dst, icmp)) => {
                         // Outbound: local = source. ICMP: the type on the sending side.
                         let src_side = local == a.outbound;
-                        i128::from(match (icmp, src_side) {
+                        i64::from(match (icmp, src_side) {
                             (false, true) => src,
                             (false, false) => dst,
                             (true, true) => src,
@@ -705,29 +766,38 @@ impl Ctx<'_, '_> {
                     }
                 }
             }
-            Load::Array(region, size) => i128::from(self.array(region, size, insn.index)?),
-            Load::FlowIp => i128::from(self.flow_is_v4()?),
-            Load::FlowIpv6 => i128::from(!self.flow_is_v4()?),
+            Load::Packet8 => i64::from(self.array(Region::Packet, 1, insn.index)?),
+            Load::Packet16 => i64::from(self.array(Region::Packet, 2, insn.index)?),
+            Load::Packet32 => i64::from(self.array(Region::Packet, 4, insn.index)?),
+            Load::TcpPayload8 => i64::from(self.array(Region::Tcp, 1, insn.index)?),
+            Load::TcpPayload16 => i64::from(self.array(Region::Tcp, 2, insn.index)?),
+            Load::TcpPayload32 => i64::from(self.array(Region::Tcp, 4, insn.index)?),
+            Load::UdpPayload8 => i64::from(self.array(Region::Udp, 1, insn.index)?),
+            Load::UdpPayload16 => i64::from(self.array(Region::Udp, 2, insn.index)?),
+            Load::UdpPayload32 => i64::from(self.array(Region::Udp, 4, insn.index)?),
+            Load::FlowIp => i64::from(self.flow_is_v4()?),
+            Load::FlowIpv6 => i64::from(!self.flow_is_v4()?),
             Load::FlowIcmp => {
                 let v4 = self.flow_is_v4()?;
-                i128::from(v4 && a.flow_data()?.protocol == 1)
+                i64::from(v4 && a.flow_data()?.protocol == 1)
             }
             Load::FlowIcmpv6 => {
                 let v4 = self.flow_is_v4()?;
-                i128::from(!v4 && a.flow_data()?.protocol == 58)
+                i64::from(!v4 && a.flow_data()?.protocol == 58)
             }
-            Load::FlowProtoIs(p) => i128::from(a.flow_data()?.protocol == p),
-            Load::FlowProtocol => i128::from(a.flow_data()?.protocol),
-            Load::FlowLocalPort => i128::from(a.flow_data()?.local_port),
-            Load::FlowRemotePort => i128::from(a.flow_data()?.remote_port),
-            Load::FlowProcessId => i128::from(a.flow_data()?.process_id),
-            Load::EndpointId => i128::from(a.flow_data()?.endpoint_id),
-            Load::ParentEndpointId => i128::from(a.flow_data()?.parent_endpoint_id),
-            Load::ReflectProcessId => i128::from(a.reflect_data()?.process_id),
-            Load::ReflectLayer => i128::from(a.reflect_data()?.layer as u8),
-            Load::ReflectPriority => i128::from(a.reflect_data()?.priority),
-            // Addresses are handled by `load_addr`.
-            Load::IpSrcAddr
+            Load::FlowTcp => i64::from(a.flow_data()?.protocol == 6),
+            Load::FlowUdp => i64::from(a.flow_data()?.protocol == 17),
+            Load::FlowProtocol => i64::from(a.flow_data()?.protocol),
+            Load::FlowLocalPort => i64::from(a.flow_data()?.local_port),
+            Load::FlowRemotePort => i64::from(a.flow_data()?.remote_port),
+            Load::FlowProcessId => i64::from(a.flow_data()?.process_id),
+            Load::ReflectProcessId => i64::from(a.reflect_data()?.process_id),
+            Load::ReflectLayer => i64::from(a.reflect_data()?.layer as u8),
+            Load::ReflectPriority => i64::from(a.reflect_data()?.priority),
+            // Wide values are handled by `load_wide`.
+            Load::EndpointId
+            | Load::ParentEndpointId
+            | Load::IpSrcAddr
             | Load::IpDstAddr
             | Load::Ipv6SrcAddr
             | Load::Ipv6DstAddr
@@ -768,7 +838,7 @@ impl Ctx<'_, '_> {
     }
 
     #[inline]
-    fn load_addr(&self, load: Load) -> Option<u128> {
+    fn load_wide(&self, load: Load) -> Option<u128> {
         let a = self.addr;
         match load {
             Load::IpSrcAddr => Some(V4_MAPPED | u128::from(be32(self.ip()?, 12)?)),
@@ -790,6 +860,8 @@ impl Ctx<'_, '_> {
             }
             Load::FlowLocalAddr => Some(u128::from(a.flow_data()?.local_addr)),
             Load::FlowRemoteAddr => Some(u128::from(a.flow_data()?.remote_addr)),
+            Load::EndpointId => Some(u128::from(a.flow_data()?.endpoint_id)),
+            Load::ParentEndpointId => Some(u128::from(a.flow_data()?.parent_endpoint_id)),
             _ => None,
         }
     }
@@ -985,5 +1057,372 @@ mod tests {
         let p = hex(UDP6_EXT);
         let pkt = crate::filter::shim::parse(&p).unwrap();
         assert!(!prog.run(Some(&pkt), &Address::network(true)));
+    }
+}
+
+/// Property tests: random filters on random packets, checked against a reference evaluation
+/// of the unsimplified expression; the optimiser and the filter flags are checked on the
+/// way. Also: nothing panics on arbitrary text or bytes.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::filter::compile::{compile_text, optimize};
+    use crate::filter::{object, Filter, FilterFlags};
+    use proptest::prelude::*;
+
+    /// A random filter expression, printed as text.
+    #[derive(Debug, Clone)]
+    enum G {
+        True,
+        False,
+        Test {
+            nots: u8,
+            field: Field,
+            /// Array index: (negative, number, byte form).
+            index: (bool, u32, bool),
+            /// `None`: implicit `!= 0`.
+            cmp: Option<(Op, bool, u128, u8)>,
+        },
+        And(Box<G>, Box<G>),
+        Or(Box<G>, Box<G>),
+        Cond(Box<G>, Box<G>, Box<G>),
+    }
+
+    fn op_text(op: Op) -> &'static str {
+        match op {
+            Op::Eq => "==",
+            Op::Neq => "!=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+        }
+    }
+
+    fn value_text(mag: u128, style: u8) -> String {
+        match style % 4 {
+            0 => format!("{mag}"),
+            1 => format!("{mag:#x}"),
+            2 if mag <= 0xFFFF_FFFF => {
+                let b = (mag as u32).to_be_bytes();
+                format!("{}.{}.{}.{}", b[0], b[1], b[2], b[3])
+            }
+            3 if mag > 0 => {
+                let g: Vec<String> = (0..8)
+                    .map(|i| format!("{:x}", (mag >> (112 - 16 * i)) as u16))
+                    .collect();
+                g.join(":")
+            }
+            _ => format!("{mag}"),
+        }
+    }
+
+    /// The signed byte offset the parser computes for an index form.
+    fn byte_index(field: Field, (neg, n, bytes): (bool, u32, bool)) -> i32 {
+        let off = if bytes { n } else { n * field.word_size() };
+        if neg {
+            -(off as i32)
+        } else {
+            off as i32
+        }
+    }
+
+    impl G {
+        fn text(&self) -> String {
+            match self {
+                G::True => "true".into(),
+                G::False => "false".into(),
+                G::Test {
+                    nots,
+                    field,
+                    index,
+                    cmp,
+                } => {
+                    let mut s = "not ".repeat(usize::from(*nots));
+                    s.push_str(field.name());
+                    if field.is_array() {
+                        let (neg, n, b) = *index;
+                        s.push_str(&format!(
+                            "[{}{}{}]",
+                            if neg { "-" } else { "" },
+                            n,
+                            if b { "b" } else { "" }
+                        ));
+                    }
+                    if let Some((op, neg, mag, style)) = cmp {
+                        let v = value_text(*mag, *style);
+                        let v = if *neg && !v.contains('.') && !v.contains(':') {
+                            format!("-{v}")
+                        } else {
+                            v
+                        };
+                        s.push_str(&format!(" {} {v}", op_text(*op)));
+                    }
+                    s
+                }
+                G::And(a, b) => format!("({} and {})", a.text(), b.text()),
+                G::Or(a, b) => format!("({} || {})", a.text(), b.text()),
+                // A space before `:`: a 39-character IPv6 literal with a glued `:` would be
+                // a 40-character word (too long, as in WinDivert).
+                G::Cond(c, t, e) => format!("({}? {} : {})", c.text(), t.text(), e.text()),
+            }
+        }
+
+        /// The reference result: Boolean logic over single tests, each evaluated without
+        /// any simplification.
+        fn eval(&self, pkt: &ParsedPacket<'_>, addr: &Address) -> bool {
+            match self {
+                G::True => true,
+                G::False => false,
+                G::And(a, b) => a.eval(pkt, addr) && b.eval(pkt, addr),
+                G::Or(a, b) => a.eval(pkt, addr) || b.eval(pkt, addr),
+                G::Cond(c, t, e) => {
+                    if c.eval(pkt, addr) {
+                        t.eval(pkt, addr)
+                    } else {
+                        e.eval(pkt, addr)
+                    }
+                }
+                G::Test {
+                    nots,
+                    field,
+                    index,
+                    cmp,
+                } => {
+                    let not = nots % 2 == 1;
+                    let (op, value) = match cmp {
+                        None => (if not { Op::Eq } else { Op::Neq }, Value::pos(0)),
+                        Some((op, neg, mag, style)) => {
+                            let v = value_text(*mag, *style);
+                            let neg = *neg && !v.contains('.') && !v.contains(':');
+                            let mag = if v.contains('.') { mag | 0xFFFF_0000_0000 } else { *mag };
+                            let op = if not { op.negate() } else { *op };
+                            (op, Value { neg: neg && mag != 0, mag })
+                        }
+                    };
+                    let index = if field.is_array() {
+                        byte_index(*field, *index)
+                    } else {
+                        0
+                    };
+                    let obj = Object {
+                        tests: vec![crate::filter::Test {
+                            field: *field,
+                            op,
+                            value,
+                            index,
+                            success: Jump::Accept,
+                            failure: Jump::Reject,
+                        }],
+                    };
+                    Program::new(&obj, Layer::Network).run(Some(pkt), addr)
+                }
+            }
+        }
+    }
+
+    fn network_fields() -> Vec<Field> {
+        Field::ALL
+            .iter()
+            .copied()
+            .filter(|f| f.valid_for(Layer::Network))
+            .collect()
+    }
+
+    fn arb_index() -> impl Strategy<Value = (bool, u32, bool)> {
+        prop_oneof![
+            (Just(false), 0u32..120, any::<bool>()),
+            (Just(true), 4u32..120, any::<bool>()),
+            (Just(false), 16000u32..16383, Just(false)),
+        ]
+    }
+
+    fn arb_mag() -> impl Strategy<Value = u128> {
+        prop_oneof![
+            4 => 0u128..300,
+            2 => prop::sample::select(vec![
+                0u128, 1, 2, 5, 6, 8, 17, 20, 58, 64, 80, 255, 256, 443, 0x1FFF, 0xFFFF,
+                0x1_0000, 0xF_FFFF, 0xFFFF_FFFF, 0x1_0000_0000, 65575, u64::MAX as u128,
+                0xFFFF_0A00_0001, 0xFFFF_FFFF_FFFF, 1u128 << 64, u128::MAX,
+            ]),
+            1 => any::<u32>().prop_map(u128::from),
+            1 => any::<u128>(),
+        ]
+    }
+
+    fn arb_test() -> impl Strategy<Value = G> {
+        let fields = network_fields();
+        (
+            0u8..4,
+            prop::sample::select(fields),
+            arb_index(),
+            prop::option::weighted(
+                0.8,
+                (
+                    prop::sample::select(vec![Op::Eq, Op::Neq, Op::Lt, Op::Le, Op::Gt, Op::Ge]),
+                    prop::bool::weighted(0.15),
+                    arb_mag(),
+                    0u8..4,
+                ),
+            ),
+        )
+            .prop_map(|(nots, field, index, cmp)| G::Test {
+                nots,
+                field,
+                index,
+                cmp,
+            })
+    }
+
+    fn arb_g() -> impl Strategy<Value = G> {
+        let leaf = prop_oneof![
+            8 => arb_test(),
+            1 => Just(G::True),
+            1 => Just(G::False),
+        ];
+        leaf.prop_recursive(5, 40, 3, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| G::And(Box::new(a), Box::new(b))),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| G::Or(Box::new(a), Box::new(b))),
+                (inner.clone(), inner.clone(), inner)
+                    .prop_map(|(c, t, e)| G::Cond(Box::new(c), Box::new(t), Box::new(e))),
+            ]
+        })
+    }
+
+    /// A random packet that usually parses: random bytes with the IP version, lengths and
+    /// protocol patched in.
+    fn arb_packet() -> impl Strategy<Value = Vec<u8>> {
+        (
+            any::<bool>(),
+            prop::sample::select(vec![6u8, 17, 1, 58, 0, 44, 60, 43, 51, 99]),
+            prop::collection::vec(any::<u8>(), 20..160),
+            0u8..4,
+        )
+            .prop_map(|(v6, proto, mut b, ihl_extra)| {
+                if v6 && b.len() >= 40 {
+                    b[0] = 0x60 | (b[0] & 0x0F);
+                    let pl = (b.len() - 40) as u16;
+                    b[4..6].copy_from_slice(&pl.to_be_bytes());
+                    b[6] = proto;
+                } else {
+                    b[0] = 0x45 + ihl_extra.min(((b.len() - 20) / 4) as u8);
+                    let tl = b.len() as u16;
+                    b[2..4].copy_from_slice(&tl.to_be_bytes());
+                    b[9] = if proto == 58 { 1 } else { proto };
+                    if b[6] & 0x80 != 0 {
+                        // Mostly unfragmented.
+                        b[6] &= 0x40;
+                        b[7] = 0;
+                    }
+                }
+                b
+            })
+    }
+
+    fn arb_addr() -> impl Strategy<Value = Address> {
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<i64>(), any::<u32>()).prop_map(
+            |(outbound, loopback, impostor, timestamp, if_idx)| {
+                let mut a = Address::network(outbound);
+                a.loopback = loopback;
+                a.impostor = impostor;
+                a.timestamp = timestamp;
+                a.data = crate::address::LayerData::Network(crate::address::NetworkData {
+                    if_idx,
+                    sub_if_idx: if_idx ^ 1,
+                });
+                a
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512)
+        ))]
+
+        #[test]
+        fn random_filters_agree_with_reference(
+            g in arb_g(),
+            packets in prop::collection::vec((arb_packet(), arb_addr()), 1..6),
+        ) {
+            let text = g.text();
+            let f = match Filter::compile(&text, Layer::Network) {
+                Ok(f) => f,
+                Err(e) => {
+                    // Only the limits may refuse a generated filter.
+                    prop_assert!(
+                        matches!(e.kind, crate::filter::ErrorKind::TooLong | crate::filter::ErrorKind::TooDeep),
+                        "{text}: {e}"
+                    );
+                    return Ok(());
+                }
+            };
+            // The compiled object passes the driver's checks and survives the object text.
+            prop_assert!(crate::filter::compile::validate_object(f.object(), Layer::Network).is_ok(), "{text}");
+            let text_obj = object::encode(f.object());
+            let decoded = object::decode(&text_obj, Layer::Network);
+            prop_assert_eq!(decoded.as_ref(), Ok(f.object()), "{}", text);
+            let plain = Program::new(f.object(), Layer::Network);
+            let opt = optimize(f.object());
+            prop_assert!(opt.tests.len() <= f.object().tests.len());
+            for (bytes, mut addr) in packets {
+                let Some(pkt) = crate::filter::shim::parse(&bytes) else { continue };
+                addr.ipv6 = pkt.version == 6;
+                let want = g.eval(&pkt, &addr);
+                let got = f.matches(&pkt, &addr);
+                prop_assert_eq!(got, want, "{}", text);
+                prop_assert_eq!(plain.run(Some(&pkt), &addr), want, "unoptimised: {}", text);
+                prop_assert_eq!(f.matches_packet(&bytes, &addr), Ok(want));
+                if got {
+                    let fl = f.flags();
+                    let dir = if addr.outbound { FilterFlags::OUTBOUND } else { FilterFlags::INBOUND };
+                    let fam = if pkt.version == 4 { FilterFlags::IP } else { FilterFlags::IPV6 };
+                    prop_assert!(fl.contains(dir | fam), "flags {} miss a match: {}", fl, text);
+                }
+            }
+        }
+
+        #[test]
+        fn text_never_panics(s in "\\PC{0,80}", layer in 0u32..5) {
+            let layer = Layer::from_u32(layer).unwrap_or(Layer::Network);
+            let _ = Filter::compile(&s, layer);
+        }
+
+        #[test]
+        fn token_soup_never_panics(
+            s in "[a-zA-Z0-9.:_ ()\\[\\]!=<>&|?b@-]{0,120}",
+            layer in 0u32..5,
+        ) {
+            let layer = Layer::from_u32(layer).unwrap_or(Layer::Network);
+            let _ = Filter::compile(&s, layer);
+            let _ = compile_text(&s, layer);
+        }
+
+        #[test]
+        fn words_never_panic(
+            words in prop::collection::vec(prop::sample::select(vec![
+                "tcp", "udp", "ip", "ipv6", "and", "or", "not", "!", "(", ")", "?", ":", "==",
+                "!=", "<", ">=", "-", "[", "]", "b", "5b", "0x", "packet", "packet32",
+                "tcp.Payload16", "80", "::1", "1.2.3.4", "TCP", "CONNECT", "event", "true",
+                "false", "&&", "||", "timestamp", "65575", "65576", "zero",
+            ]), 0..40),
+            layer in 0u32..5,
+        ) {
+            let layer = Layer::from_u32(layer).unwrap_or(Layer::Network);
+            let _ = Filter::compile(&words.join(" "), layer);
+        }
+
+        #[test]
+        fn bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200), g in arb_g()) {
+            if let Ok(f) = Filter::compile(&g.text(), Layer::Network) {
+                let addr = Address::network(true);
+                let _ = f.matches_packet(&bytes, &addr);
+                if let Some(pkt) = crate::filter::shim::parse(&bytes) {
+                    let _ = f.matches(&pkt, &addr);
+                }
+                let _ = f.matches_event(&addr);
+            }
+        }
     }
 }

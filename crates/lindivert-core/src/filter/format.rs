@@ -18,16 +18,20 @@
 //!    region at `y`, exits `{x, y}` (`(P? Q: R)`), and recurses;
 //! 3. if no such split exists, duplicates the shared nodes (still exact).
 //!
-//! Results are memoised per `(entry, true exit, false exit)`. The output therefore has one
-//! test per reachable object test for every object the compiler produces.
+//! Results are memoised per `(entry, true exit, false exit)`. For objects shaped like the
+//! compiler's output nothing is duplicated: the text has at most one test per reachable
+//! object test (a property test checks this).
 //!
 //! # Semantics kept
 //!
 //! A test on a field whose header is absent (or an out-of-bounds array access) is false for
 //! every operator, and `not F op v` in the language only flips the operator. So the Boolean
-//! negation of a test is printed with a negated operator only for fields that always have a
-//! value (no header needed, not an array); otherwise it stays a conditional such as
-//! `(tcp.DstPort = 80? false: true)`.
+//! negation of a test is printed with a negated operator only for the fields that have a
+//! value in every evaluation (`zero`, `event`, `timestamp`, `outbound`, `inbound`,
+//! `loopback`, `impostor`); otherwise it stays a conditional such as
+//! `(tcp.DstPort = 80? false: true)`. Tests the object already holds are printed as they
+//! are (`not tcp.Syn` *is* the test `tcp.Syn == 0`), so this only matters where the DAG
+//! itself negates a test.
 //!
 //! # Fallback
 //!
@@ -35,7 +39,8 @@
 //! test cannot be written in the language (an array index the compiler rejects), or when the
 //! object is malformed, the result is the object's own `@WinDiv_…` text (see
 //! [`super::object::encode`]), which the compiler also accepts and which denotes exactly the
-//! same filter.
+//! same filter (for tests that satisfy [`super::object::is_encodable`], as every compiled or
+//! decoded test does).
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -173,10 +178,22 @@ fn index_printable(test: &Test) -> bool {
     }
 }
 
-/// Whether `not test` in the language is the Boolean negation of `test`: true when the
-/// field always has a value (no header needed, not an array that can be out of bounds).
+/// Whether `not test` in the language is the Boolean negation of `test`: true only for the
+/// fields whose value comes from the address flags and therefore exists for every packet
+/// and event. Header fields (absent header), arrays (out of bounds) and even header-less
+/// packet or layer-data fields (an evaluation without a packet, or with another layer's
+/// data, makes every test on them false) keep the conditional form.
 fn negation_exact(field: Field) -> bool {
-    field.needs().is_none() && !field.is_array()
+    matches!(
+        field,
+        Field::Zero
+            | Field::Event
+            | Field::Timestamp
+            | Field::Outbound
+            | Field::Inbound
+            | Field::Loopback
+            | Field::Impostor
+    )
 }
 
 /// A decompiled expression.
@@ -287,16 +304,32 @@ fn negate(e: &E) -> Option<E> {
     })
 }
 
+/// Whether two expressions are known to be equal (the same node, or equal constants).
+fn same(a: &E, b: &E) -> bool {
+    Rc::ptr_eq(a, b) || matches!((as_const(a), as_const(b)), (Some(x), Some(y)) if x == y)
+}
+
 /// `(c? t: e)`, simplified.
 fn cond(c: E, t: E, e: E) -> E {
     if let Some(b) = as_const(&c) {
         return if b { t } else { e };
     }
-    if Rc::ptr_eq(&t, &e) {
+    if same(&t, &e) {
         return t;
     }
+    // (c? x: (c2? x: e2)) is (c or c2? x: e2).
+    if let Expr::Cond(c2, t2, e2) = &e.expr {
+        if same(&t, t2) {
+            return cond(or(c, c2.clone()), t, e2.clone());
+        }
+    }
+    // (c? (c2? t2: x): x) is (c and c2? t2: x).
+    if let Expr::Cond(c2, t2, e2) = &t.expr {
+        if same(e2, &e) {
+            return cond(and(c, c2.clone()), t2.clone(), e);
+        }
+    }
     match (as_const(&t), as_const(&e)) {
-        (Some(a), Some(b)) if a == b => konst(a),
         (Some(true), Some(false)) => c,
         (_, Some(false)) => and(c, t),
         (Some(true), _) => or(c, e),
@@ -1138,7 +1171,19 @@ mod tests {
             ),
             (
                 cond_(t(RemotePort, Op::Eq, 80), P::Const(false), P::Const(true)),
-                "remotePort != 80",
+                "(remotePort = 80? false: true)",
+            ),
+            (
+                cond_(t(Timestamp, Op::Lt, -80), P::Const(false), P::Const(true)),
+                "timestamp >= -80",
+            ),
+            (
+                cond_(
+                    or_(t(Outbound, Op::Eq, 1), t(Loopback, Op::Eq, 1)),
+                    P::Const(false),
+                    t(Icmp, Op::Neq, 0),
+                ),
+                "not outbound and not loopback and icmp",
             ),
             (
                 cond_(
@@ -1146,7 +1191,7 @@ mod tests {
                     P::Const(false),
                     t(Icmp, Op::Neq, 0),
                 ),
-                "not ip and not ipv6 and icmp",
+                "(ip or ipv6? false: icmp)",
             ),
             (
                 cond_(t(TcpSyn, Op::Eq, 1), P::Const(false), t(Udp, Op::Eq, 1)),
@@ -1154,11 +1199,19 @@ mod tests {
             ),
             (
                 cond_(
+                    t(Inbound, Op::Eq, 1),
+                    t(TcpDstPort, Op::Ge, 1024),
+                    P::Const(true),
+                ),
+                "not inbound or tcp.DstPort >= 1024",
+            ),
+            (
+                cond_(
                     t(Tcp, Op::Eq, 1),
                     t(TcpDstPort, Op::Ge, 1024),
                     P::Const(true),
                 ),
-                "not tcp or tcp.DstPort >= 1024",
+                "(tcp? tcp.DstPort >= 1024: true)",
             ),
             (
                 cond_(
@@ -1399,9 +1452,14 @@ mod tests {
         // n0: tcp.DstPort == 80 ? REJECT : ACCEPT  -- a real Boolean negation.
         let o = obj(&[(Field::TcpDstPort, Op::Eq, 80, 0, R, A)]);
         assert_eq!(format(&o, N), "(tcp.DstPort = 80? false: true)");
-        // A header-less field negates exactly.
+        // An address flag negates exactly.
+        let o = obj(&[(Field::Event, Op::Lt, 1, 0, R, A)]);
+        assert_eq!(format(&o, N), "event >= 1");
+        let o = obj(&[(Field::Outbound, Op::Eq, 1, 0, R, A)]);
+        assert_eq!(format(&o, N), "not outbound");
+        // A header-less packet field does not (no packet, no value).
         let o = obj(&[(Field::RemotePort, Op::Lt, 80, 0, R, A)]);
-        assert_eq!(format(&o, N), "remotePort >= 80");
+        assert_eq!(format(&o, N), "(remotePort < 80? false: true)");
         // An array test does not (out of bounds is false for every operator).
         let o = obj(&[(Field::Packet, Op::Eq, 1, 3, R, A)]);
         assert_eq!(format(&o, N), "(packet[3b] = 0x1? false: true)");
@@ -1611,24 +1669,138 @@ mod tests {
                         let v = if r % 4 == 0 {
                             None
                         } else {
-                            Some(pick(r >> 2).mag as u32)
+                            Some(clamp(t.field, pick(r >> 2)).mag as u32)
                         };
                         env.arrays.insert((t.field, t.index), v);
                     } else if r % 2 == 0 || !env.values.contains_key(&t.field) {
-                        let v = pick(r >> 1);
-                        let v = if t.field == Field::Zero {
-                            Value::pos(0)
-                        } else if t.field.is_bool() {
-                            Value::pos(v.mag & 1)
-                        } else {
-                            v
-                        };
+                        let v = clamp(t.field, pick(r >> 1));
                         env.values.insert(t.field, v);
                     }
+                }
+                // Presence fields agree with the headers (the real compiler may rewrite a
+                // test into one on its header's presence).
+                for h in headers {
+                    let present = env.headers.contains(&h);
+                    env.values
+                        .insert(h.presence_field(), Value::pos(u128::from(present)));
                 }
                 env
             })
             .collect()
+    }
+
+    /// `v` forced into the field's value range.
+    fn clamp(field: Field, v: Value) -> Value {
+        let r = field.range();
+        if r.full_u128 {
+            return if v.neg { Value::pos(0) } else { v };
+        }
+        let x = match i128::try_from(v.mag) {
+            Ok(m) if v.neg => -m,
+            Ok(m) => m,
+            Err(_) if v.neg => i128::MIN,
+            Err(_) => i128::MAX,
+        };
+        Value::from_i128(x.clamp(r.lo, r.hi))
+    }
+
+    // ----- Round trips through the real compiler -----
+
+    fn real_compile(text: &str, layer: Layer) -> Result<Object, String> {
+        crate::filter::Filter::compile(text, layer)
+            .map(|f| f.into_object())
+            .map_err(|e| format!("{}", e.render(text)))
+    }
+
+    /// Formats `o`, recompiles the text with the real compiler and compares both objects on
+    /// the contexts.
+    fn check_real(o: &Object, layer: Layer, envs: &[Env]) -> Result<String, String> {
+        let text = format(o, layer);
+        let o2 = real_compile(&text, layer)?;
+        for env in envs {
+            if eval_obj(o, env) != eval_obj(&o2, env) {
+                return Err(format!("{text}: differs on {env:?}\n{o2:?}"));
+            }
+        }
+        Ok(text)
+    }
+
+    #[test]
+    fn real_compiler_round_trip() {
+        let corpus: &[(&str, Layer)] = &[
+            ("true", N),
+            ("false", N),
+            ("tcp.DstPort == 80", N),
+            ("remoteAddr=142.251.43.14 and remotePort=80", N),
+            (
+                "outbound and !loopback and (tcp.DstPort == 80 or udp.DstPort == 53)",
+                N,
+            ),
+            ("inbound and tcp.Syn", N),
+            (
+                "outbound and tcp.PayloadLength > 0 and tcp.DstPort == 80",
+                N,
+            ),
+            ("(tcp.DstPort == 80? false: true)", N),
+            (
+                "(tcp.Syn? tcp.Window < 100: ip.TTL > 3) or (udp and udp.Length >= 9)",
+                N,
+            ),
+            ("not tcp.DstPort == 80 and (ip or ipv6)", N),
+            ("(ip or ipv6? false: icmp)", N),
+            ("(remotePort == 80? false: true) and not outbound", N),
+            (
+                "packet32[-1] == 0x01020304 or packet[10b] = 7 or tcp.Payload16[2] > 5",
+                N,
+            ),
+            ("udp.Payload[-3b] != 0 and udp.Payload32[0] < 1000", N),
+            ("ip.SrcAddr >= 10.0.0.0 and ip.SrcAddr <= 10.255.255.255", N),
+            (
+                "ipv6.DstAddr == 2001:db8::1 or localAddr == ::1 or remoteAddr = 1::",
+                N,
+            ),
+            ("(tcp? localAddr == 1:: : udp)", N),
+            (
+                "ip.Id == 0xBEEF or ip.Checksum != 0 or tcp.Checksum < 0x10",
+                N,
+            ),
+            ("(tcp? udp: icmp)", N),
+            (
+                "(tcp and (udp or icmp)? (ipv6? inbound: outbound): loopback or impostor)",
+                N,
+            ),
+            (
+                "ifIdx == 3 and subIfIdx > 0 and random8 < 128",
+                Layer::NetworkForward,
+            ),
+            ("length > 1000 and fragment", Layer::NetworkForward),
+            (
+                "event == ESTABLISHED and processId == 4 and tcp",
+                Layer::Flow,
+            ),
+            (
+                "(endpointId > 7? localPort == 80: remotePort != 443)",
+                Layer::Socket,
+            ),
+            (
+                "event == CONNECT or event == CLOSE or event == BIND",
+                Layer::Socket,
+            ),
+            (
+                "layer == SOCKET and priority < -10 and event == OPEN",
+                Layer::Reflect,
+            ),
+            (
+                "timestamp > -5 and (event == CLOSE? processId == 1: processId == 2)",
+                Layer::Reflect,
+            ),
+        ];
+        for &(text, layer) in corpus {
+            let o = real_compile(text, layer).unwrap();
+            let envs = envs_for(&o, 23, 200);
+            let printed = check_real(&o, layer, &envs).unwrap();
+            assert!(!printed.starts_with('@'), "{text} -> {printed}");
+        }
     }
 
     fn arb_test_p() -> impl Strategy<Value = P> {
@@ -1760,6 +1932,19 @@ mod tests {
         fn arbitrary_dags_are_equivalent(o in arb_dag(), seed in any::<u64>()) {
             let envs = envs_for(&o, seed, 64);
             check_equivalent(&o, N, &envs).map_err(TestCaseError::fail)?;
+        }
+
+        #[test]
+        fn real_compiler_accepts_and_agrees(p in arb_p(), seed in any::<u64>()) {
+            let o = compile(&p);
+            let envs = envs_for(&o, seed, 48);
+            check_real(&o, N, &envs).map_err(TestCaseError::fail)?;
+        }
+
+        #[test]
+        fn real_compiler_agrees_on_dags(o in arb_dag(), seed in any::<u64>()) {
+            let envs = envs_for(&o, seed, 48);
+            check_real(&o, N, &envs).map_err(TestCaseError::fail)?;
         }
 
         #[test]

@@ -61,6 +61,7 @@ pub const PROTO_ICMPV6: u8 = 58;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParsedPacket<'a> {
     /// This packet's bytes, exactly its IP length (IPv4 `Length`, IPv6 `Length + 40`).
+    /// (From [`parse_lenient`] on a truncated packet: the whole, shorter, buffer.)
     pub bytes: &'a [u8],
     /// 4 or 6.
     pub version: u8,

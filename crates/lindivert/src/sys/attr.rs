@@ -140,7 +140,8 @@ impl MsgBuilder {
     pub fn nest_begin(&mut self, ty: u16) -> &mut Self {
         self.nests.push(self.buf.len());
         self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
         self
     }
 
@@ -310,7 +311,7 @@ mod tests {
     fn build_and_parse_round_trip() {
         let mut b = MsgBuilder::new();
         b.begin(0x0a03, NLM_F_REQUEST | NLM_F_ACK, 7).nfgen(1, 0);
-        b.put_str(1, "tbl").put_be32(2, 0xfffc_fc7);
+        b.put_str(1, "tbl").put_be32(2, 0x0fff_cfc7);
         b.nest_begin(4).put_be32(1, 3).put_u8(9, 5).nest_end();
         b.end();
         b.begin(0x10, NLM_F_REQUEST, 8).nfgen(0, 10).end();
@@ -323,7 +324,7 @@ mod tests {
         assert_eq!(msgs[1].nf_res_id(), 10);
         let attrs = msgs[0].nf_attrs();
         assert_eq!(cstr(attrs.get(1).unwrap()), "tbl");
-        assert_eq!(be32(attrs.get(2).unwrap()), Some(0xfffc_fc7));
+        assert_eq!(be32(attrs.get(2).unwrap()), Some(0x0fff_cfc7));
         let nest = Attrs::new(attrs.get(4).unwrap());
         assert_eq!(be32(nest.get(1).unwrap()), Some(3));
         assert_eq!(nest.get(9).unwrap(), &[5]);

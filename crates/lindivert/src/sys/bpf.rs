@@ -342,7 +342,9 @@ fn insn_words(insns: &[Insn]) -> Result<Vec<u64>, BpfError> {
         return Err(BpfError::InvalidArgument("empty program"));
     }
     if insns.len() > MAX_INSNS {
-        return Err(BpfError::InvalidArgument("program longer than 1,000,000 instructions"));
+        return Err(BpfError::InvalidArgument(
+            "program longer than 1,000,000 instructions",
+        ));
     }
     Ok(insns
         .iter()
@@ -546,7 +548,9 @@ impl Map {
             return Err(BpfError::InvalidArgument("map has no keys"));
         }
         if key.len() != self.key_size as usize {
-            return Err(BpfError::InvalidArgument("key length differs from key_size"));
+            return Err(BpfError::InvalidArgument(
+                "key length differs from key_size",
+            ));
         }
         if let Some(v) = value {
             if v != self.value_size as usize {

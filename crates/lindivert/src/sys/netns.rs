@@ -19,10 +19,7 @@ impl NetNs {
     pub fn open(path: impl AsRef<Path>) -> io::Result<NetNs> {
         let path = path.as_ref().to_path_buf();
         let f = File::open(&path)?;
-        Ok(NetNs {
-            fd: f.into(),
-            path,
-        })
+        Ok(NetNs { fd: f.into(), path })
     }
 
     /// A named namespace as `ip netns` creates it (`/var/run/netns/NAME`).

@@ -62,14 +62,26 @@ impl EventFlag {
     pub fn set(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a valid u64. Errors (counter overflow) are harmless.
-        unsafe { libc::write(self.fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+        unsafe {
+            libc::write(
+                self.fd.as_raw_fd(),
+                &one as *const u64 as *const libc::c_void,
+                8,
+            )
+        };
     }
 
     /// Clear the flag.
     pub fn clear(&self) {
         let mut v: u64 = 0;
         // SAFETY: reads 8 bytes into a valid u64; EAGAIN (already clear) is fine.
-        unsafe { libc::read(self.fd.as_raw_fd(), &mut v as *mut u64 as *mut libc::c_void, 8) };
+        unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                &mut v as *mut u64 as *mut libc::c_void,
+                8,
+            )
+        };
     }
 }
 
@@ -126,7 +138,12 @@ impl Epoll {
         loop {
             // SAFETY: `evs` holds 4 writable epoll_event entries.
             let r = unsafe {
-                libc::epoll_wait(self.fd.as_raw_fd(), evs.as_mut_ptr(), 4, timeout_ms(timeout))
+                libc::epoll_wait(
+                    self.fd.as_raw_fd(),
+                    evs.as_mut_ptr(),
+                    4,
+                    timeout_ms(timeout),
+                )
             };
             if r < 0 {
                 let e = io::Error::last_os_error();

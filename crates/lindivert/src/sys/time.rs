@@ -17,7 +17,9 @@ fn clock_ns(clock: libc::clockid_t) -> i64 {
     };
     // SAFETY: `ts` is a valid, writable timespec; these clocks always exist on Linux.
     unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+    #[allow(clippy::unnecessary_cast)] // time_t and c_long are i64 on 64-bit targets only
+    let ns = ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64;
+    ns
 }
 
 /// Convert a realtime (epoch) timestamp in nanoseconds to the monotonic clock.

@@ -33,7 +33,10 @@ fn ip(args: &[&str]) {
 /// Whether the tests can run here (root + `ip`).
 pub fn privileged() -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false);
     root && Command::new("ip").arg("-V").output().is_ok()
 }
@@ -68,7 +71,10 @@ impl Netns {
     }
 
     /// Spawn a thread inside the namespace.
-    pub fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> JoinHandle<T> {
         let ns = NetNs::named(&self.name).unwrap();
         std::thread::spawn(move || {
             ns.enter_current_thread().unwrap();
@@ -84,7 +90,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -94,6 +102,8 @@ pub struct Pair {
     pub b: Netns,
     pub a_ip: Ipv4Addr,
     pub b_ip: Ipv4Addr,
+    pub a_ip6: std::net::Ipv6Addr,
+    pub b_ip6: std::net::Ipv6Addr,
 }
 
 impl Pair {
@@ -113,11 +123,34 @@ impl Pair {
         let b_ip = Ipv4Addr::new(10, 77, n as u8, 2);
         a.ip(&["addr", "add", &format!("{a_ip}/24"), "dev", va]);
         b.ip(&["addr", "add", &format!("{b_ip}/24"), "dev", vb]);
-        a.ip(&["addr", "add", &format!("fd77:{n}::1/64"), "dev", va, "nodad"]);
-        b.ip(&["addr", "add", &format!("fd77:{n}::2/64"), "dev", vb, "nodad"]);
+        a.ip(&[
+            "addr",
+            "add",
+            &format!("fd77:{n}::1/64"),
+            "dev",
+            va,
+            "nodad",
+        ]);
+        b.ip(&[
+            "addr",
+            "add",
+            &format!("fd77:{n}::2/64"),
+            "dev",
+            vb,
+            "nodad",
+        ]);
         a.ip(&["link", "set", va, "up"]);
         b.ip(&["link", "set", vb, "up"]);
-        Pair { a, b, a_ip, b_ip }
+        let a_ip6 = format!("fd77:{n}::1").parse().unwrap();
+        let b_ip6 = format!("fd77:{n}::2").parse().unwrap();
+        Pair {
+            a,
+            b,
+            a_ip,
+            b_ip,
+            a_ip6,
+            b_ip6,
+        }
     }
 }
 
@@ -133,8 +166,9 @@ impl Echo {
         let s2 = stop.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = ns.spawn(move || {
-            let sock = UdpSocket::bind(("0.0.0.0", port)).unwrap();
-            sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            let sock = UdpSocket::bind(("::", port)).unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
             tx.send(()).unwrap();
             let mut got = Vec::new();
             let mut buf = [0u8; 65536];
@@ -171,9 +205,15 @@ impl Drop for Echo {
 
 /// From inside `ns`, send each payload to `to` and collect the echoes (each waited for up to
 /// `wait`). Returns the replies received.
-pub fn udp_exchange(ns: &Netns, to: SocketAddr, payloads: Vec<Vec<u8>>, wait: Duration) -> Vec<Vec<u8>> {
+pub fn udp_exchange(
+    ns: &Netns,
+    to: SocketAddr,
+    payloads: Vec<Vec<u8>>,
+    wait: Duration,
+) -> Vec<Vec<u8>> {
     ns.run(move || {
-        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let any = if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+        let sock = UdpSocket::bind(any).unwrap();
         sock.set_read_timeout(Some(wait)).unwrap();
         let mut replies = Vec::new();
         let mut buf = [0u8; 65536];
