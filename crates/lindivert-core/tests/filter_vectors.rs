@@ -36,7 +36,6 @@ fn load_vectors() -> Option<Json> {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
     (0..s.len() / 2)
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex digit"))
         .collect()
@@ -61,7 +60,11 @@ fn eval_all_ways(filter: &str, layer: Layer, bytes: &[u8], addr: &Address) -> bo
     let text = object::encode(f.object());
     let g = Filter::compile(&text, layer).unwrap_or_else(|e| panic!("{filter} → {text}: {e}"));
     assert_eq!(g.object(), f.object(), "{filter}: object text round trip");
-    assert_eq!(g.matches_packet(bytes, addr), Ok(r), "{filter}: from object text");
+    assert_eq!(
+        g.matches_packet(bytes, addr),
+        Ok(r),
+        "{filter}: from object text"
+    );
     r
 }
 
@@ -81,6 +84,7 @@ fn windivert_vectors() {
 
     let mut passed = 0;
     let mut random = 0;
+    let mut random_true = Vec::new();
     let mut failures = Vec::new();
     for t in v["tests"].as_array().expect("tests") {
         let id = t["id"].as_u64().unwrap_or(0);
@@ -92,6 +96,9 @@ fn windivert_vectors() {
         if t["nondeterministic"].as_bool() == Some(true) {
             // Depends on the packet hash: only check that it compiles and evaluates.
             random += 1;
+            if got {
+                random_true.push(id);
+            }
             continue;
         }
         if Some(got) == t["expected"].as_bool() {
@@ -109,7 +116,10 @@ fn windivert_vectors() {
             match Filter::compile(filter, layer) {
                 Ok(_) => failures.push(format!("derived `{filter}`: compiled, want {want}")),
                 Err(e) if e.kind.name() == want => derived += 1,
-                Err(e) => failures.push(format!("derived `{filter}`: {}, want {want}", e.kind.name())),
+                Err(e) => failures.push(format!(
+                    "derived `{filter}`: {}, want {want}",
+                    e.kind.name()
+                )),
             }
             continue;
         }
@@ -129,8 +139,9 @@ fn windivert_vectors() {
         }
     }
     println!(
-        "filter vectors: {passed} deterministic passed, {random} random compiled and evaluated, \
-         {derived} derived passed, {} failed",
+        "filter vectors: {passed} deterministic passed, {random} random compiled and evaluated \
+         ({} true with Timestamp 0: {random_true:?}), {derived} derived passed, {} failed",
+        random_true.len(),
         failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -152,7 +163,12 @@ fn object_text_examples() {
     assert!(object::encode(f.object()).ends_with("2nAX"));
     // An object string compiles to the same filter, also after leading whitespace.
     let g = Filter::compile("  @WinDiv_WX_1dWW2mAX", Layer::Network).unwrap();
-    assert_eq!(g.object(), Filter::compile("tcp.DstPort == 80", Layer::Network).unwrap().object());
+    assert_eq!(
+        g.object(),
+        Filter::compile("tcp.DstPort == 80", Layer::Network)
+            .unwrap()
+            .object()
+    );
     // A bad object is BAD_OBJECT.
     let e = Filter::compile("@WinDiv_WX_1dWW2mA", Layer::Network).unwrap_err();
     assert_eq!(e.kind, ErrorKind::BadObject);
@@ -164,11 +180,17 @@ fn object_text_examples() {
 #[test]
 fn doc_examples() {
     for (text, layer) in [
-        ("outbound and !loopback and (tcp.DstPort == 80 or udp.DstPort == 53)", Layer::Network),
+        (
+            "outbound and !loopback and (tcp.DstPort == 80 or udp.DstPort == 53)",
+            Layer::Network,
+        ),
         ("inbound and tcp.Syn", Layer::Network),
         ("true", Layer::Network),
         ("false", Layer::Network),
-        ("outbound and tcp.PayloadLength > 0 and tcp.DstPort == 80", Layer::Network),
+        (
+            "outbound and tcp.PayloadLength > 0 and tcp.DstPort == 80",
+            Layer::Network,
+        ),
         ("event == CONNECT and processId == 4", Layer::Socket),
         ("layer == SOCKET", Layer::Reflect),
         ("protocol == TCP and localPort == 80", Layer::Flow),
@@ -187,17 +209,94 @@ fn doc_examples() {
 }
 
 #[test]
+fn filter_is_send_and_sync() {
+    fn check<T: Send + Sync + Clone + std::fmt::Debug>() {}
+    check::<Filter>();
+}
+
+/// FILTER.md §4 rule 4 (IPv4-mapped addresses) and §6 (macros are plain numbers).
+#[test]
+fn address_forms_and_macros() {
+    let icmp = hex("4500005412344000400100000a0000010808080808003cd20d5600018ba6605400000000f9080a0000000000101112131415161718191a1b1c1d1e1f202122232425262728292a2b2c2d2e2f3031323334353637");
+    let addr = default_address(false);
+    let eval = |text: &str| {
+        Filter::compile(text, Layer::Network)
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+            .matches_packet(&icmp, &addr)
+            .unwrap()
+    };
+    for yes in [
+        "ip.DstAddr == 8.8.8.8",
+        "ip.DstAddr == ::ffff:8.8.8.8",
+        "ip.DstAddr == ::0:ffff:8.8.8.8",
+        "ip.SrcAddr == 0xFFFF0A000001",
+        "ip.DstAddr >= 8.8.0.0 and ip.DstAddr <= 8.8.255.255",
+        "localAddr == 10.0.0.1 and remoteAddr == 8.8.8.8",
+        "packet[ICMP] == 0",
+        "protocol == ICMP and icmp == TRUE and tcp == FALSE",
+        "icmp.Type == 8 and icmp.Code == 0 and icmp.Body == 0x0D560001",
+        "ip.HdrLength == 5 and ip.Length == 84 and ip.Id == 0x1234 and ip.DF and not ip.MF",
+        "ip.TTL == 64 and ip.Protocol == 1 and ip.Checksum == 0 and ip.TOS == 0",
+        "length == 84 and not fragment and event == PACKET and timestamp == 0",
+        "localPort == 8 and remotePort == 0",
+        "ifIdx == 0 and subIfIdx == 0 and not loopback and not impostor and outbound",
+    ] {
+        assert!(eval(yes), "{yes}");
+    }
+    for no in [
+        "ip.SrcAddr == 0x0A000001",
+        "ip.DstAddr == 8.8.4.4",
+        "icmp.Type == NETWORK_FORWARD",
+        "ipv6 or tcp or udp or icmpv6 or inbound",
+        "not icmp.Type == 8",
+        "tcp.DstPort != 80",
+    ] {
+        assert!(!eval(no), "{no}");
+    }
+}
+
+#[test]
 fn error_kinds_and_positions() {
     let cases: &[(&str, Layer, ErrorKind, usize)] = &[
-        ("tcp.DstPort == 80 and (udp", Layer::Network, ErrorKind::UnexpectedToken, 26),
+        (
+            "tcp.DstPort == 80 and (udp",
+            Layer::Network,
+            ErrorKind::UnexpectedToken,
+            26,
+        ),
         ("tcp.Dstport == 80", Layer::Network, ErrorKind::BadToken, 0),
         ("tcp & udp", Layer::Network, ErrorKind::BadToken, 4),
-        ("tcp and processId == 4", Layer::Network, ErrorKind::BadTokenForLayer, 8),
-        ("tcp.DstPort == 80", Layer::Flow, ErrorKind::BadTokenForLayer, 0),
+        (
+            "tcp and processId == 4",
+            Layer::Network,
+            ErrorKind::BadTokenForLayer,
+            8,
+        ),
+        (
+            "tcp.DstPort == 80",
+            Layer::Flow,
+            ErrorKind::BadTokenForLayer,
+            0,
+        ),
         ("packet[70000] == 1", Layer::Network, ErrorKind::IndexOob, 7),
-        ("packet32[-1b] == 0", Layer::Network, ErrorKind::IndexOob, 10),
-        ("not (tcp or udp)", Layer::Network, ErrorKind::UnexpectedToken, 4),
-        ("event == CONNECT", Layer::Network, ErrorKind::UnexpectedToken, 9),
+        (
+            "packet32[-1b] == 0",
+            Layer::Network,
+            ErrorKind::IndexOob,
+            10,
+        ),
+        (
+            "not (tcp or udp)",
+            Layer::Network,
+            ErrorKind::UnexpectedToken,
+            4,
+        ),
+        (
+            "event == CONNECT",
+            Layer::Network,
+            ErrorKind::UnexpectedToken,
+            9,
+        ),
         ("@WinDiv_", Layer::Network, ErrorKind::BadObject, 8),
     ];
     for &(text, layer, kind, pos) in cases {
@@ -207,17 +306,28 @@ fn error_kinds_and_positions() {
     }
     // TOO_DEEP and TOO_LONG.
     let deep = format!("{}tcp{}", "(".repeat(400), ")".repeat(400));
-    assert_eq!(Filter::compile(&deep, Layer::Network).unwrap_err().kind, ErrorKind::TooDeep);
+    assert_eq!(
+        Filter::compile(&deep, Layer::Network).unwrap_err().kind,
+        ErrorKind::TooDeep
+    );
     let long = vec!["tcp"; 2000].join(" and ");
-    assert_eq!(Filter::compile(&long, Layer::Network).unwrap_err().kind, ErrorKind::TooLong);
+    assert_eq!(
+        Filter::compile(&long, Layer::Network).unwrap_err().kind,
+        ErrorKind::TooLong
+    );
     let many = (0..300)
         .map(|i| format!("udp.DstPort == {i}"))
         .collect::<Vec<_>>()
         .join(" or ");
-    assert_eq!(Filter::compile(&many, Layer::Network).unwrap_err().kind, ErrorKind::TooLong);
+    assert_eq!(
+        Filter::compile(&many, Layer::Network).unwrap_err().kind,
+        ErrorKind::TooLong
+    );
     // The rendered error points at the token.
     let e = Filter::compile("tcp.Dstport == 80", Layer::Network).unwrap_err();
-    assert!(e.render("tcp.Dstport == 80").contains("unknown field `tcp.Dstport`"));
+    assert!(e
+        .render("tcp.Dstport == 80")
+        .contains("unknown field `tcp.Dstport`"));
 }
 
 #[test]
@@ -227,11 +337,15 @@ fn from_object_validation() {
         .into_object();
     assert!(Filter::from_object(obj.clone(), Layer::Network).is_ok());
     assert_eq!(
-        Filter::from_object(obj.clone(), Layer::NetworkForward).unwrap_err().kind,
+        Filter::from_object(obj.clone(), Layer::NetworkForward)
+            .unwrap_err()
+            .kind,
         ErrorKind::BadObject
     );
     assert_eq!(
-        Filter::from_object(Object { tests: vec![] }, Layer::Network).unwrap_err().kind,
+        Filter::from_object(Object { tests: vec![] }, Layer::Network)
+            .unwrap_err()
+            .kind,
         ErrorKind::BadObject
     );
 }
@@ -246,7 +360,10 @@ fn matches_packet_checks() {
         f.matches_packet(&icmp, &default_address(true)),
         Err(EvalError::VersionMismatch { .. })
     ));
-    assert_eq!(f.matches_packet(&icmp[..10], &default_address(false)), Err(EvalError::BadPacket));
+    assert_eq!(
+        f.matches_packet(&icmp[..10], &default_address(false)),
+        Err(EvalError::BadPacket)
+    );
     let mut flow = default_address(false);
     flow.layer = Layer::Flow;
     assert!(matches!(
@@ -254,7 +371,10 @@ fn matches_packet_checks() {
         Err(EvalError::LayerMismatch { .. })
     ));
     let g = Filter::compile("tcp", Layer::Flow).unwrap();
-    assert_eq!(g.matches_packet(&icmp, &flow), Err(EvalError::UnexpectedPacket));
+    assert_eq!(
+        g.matches_packet(&icmp, &flow),
+        Err(EvalError::UnexpectedPacket)
+    );
 }
 
 fn bench_one(text: &str, bytes: &[u8], addr: &Address) -> f64 {

@@ -17,9 +17,12 @@
 //! that is never sent is dropped after QUEUE_TIME (counted as expired); expiry is checked
 //! whenever the handle is used (recv, send, poll via recv with a timeout, close).
 //!
-//! SNIFF: the library copies and accepts matching packets at once (the packet is never
-//! held). DROP: a worker thread drops matching packets and accepts the rest (the exact filter
-//! runs in user space).
+//! SNIFF: a worker thread of the handle copies matching packets into the receive buffer
+//! and accepts them at once (the packet is never held, whether or not the application calls
+//! `recv`). DROP: the same worker drops matching packets and accepts the rest (the exact
+//! filter runs in user space). Divert handles have no worker: packets are read and
+//! non-matching ones accepted inside `recv`/`send`, so with a coarse in-kernel prefilter,
+//! queued non-matching packets wait until the application next calls `recv`.
 
 use crate::error::Error;
 use crate::filter::PacketFilter;
@@ -352,12 +355,12 @@ impl Handle {
             proc_queue: Mutex::new(proc_queue),
             table_name,
         });
-        let worker = if o.flags.contains(Flags::DROP) {
+        let worker = if o.flags.contains(Flags::DROP) || o.flags.contains(Flags::SNIFF) {
             let w = Arc::clone(&inner);
             Some(
                 std::thread::Builder::new()
-                    .name("lindivert-drop".into())
-                    .spawn(move || w.drop_worker())?,
+                    .name("lindivert-pump".into())
+                    .spawn(move || w.pump_worker())?,
             )
         } else {
             None
@@ -619,7 +622,9 @@ impl Inner {
     fn on_packet(&self, st: &mut State, p: &QueuedPacket<'_>, now: i64) {
         let qn = self.queue.num();
         let accept = |st: &mut State| st.verdicts.add(qn, p.id, nfqueue::NF_ACCEPT, None, None);
-        if st.closing || self.shutdown_recv.load(Ordering::Relaxed) {
+        // after shutdown(Recv) the rules are bypassed: whatever still arrives was queued
+        // before and is delivered as usual
+        if st.closing {
             return accept(st);
         }
         let Some(info) = pkt::parse(p.payload) else {
@@ -765,7 +770,8 @@ impl Inner {
                     continue;
                 }
             }
-            // wait outside the lock, waking up for QUEUE_TIME expiry at least every 100 ms
+            // wait outside the lock (on the queue socket and the "buffered" flag a pump
+            // worker sets), waking up for QUEUE_TIME expiry at least every 100 ms
             let mut wait = Duration::from_millis(100);
             if let Some(d) = deadline {
                 let now = Instant::now();
@@ -774,7 +780,7 @@ impl Inner {
                 }
                 wait = wait.min(d - now);
             }
-            self.queue.socket().wait_readable(Some(wait))?;
+            self.epoll.wait(Some(wait))?;
         }
     }
 
@@ -867,14 +873,19 @@ impl Inner {
         }
     }
 
-    fn drop_worker(&self) {
+    /// DROP and SNIFF handles: give verdicts without waiting for the application (drop or
+    /// accept after copying), so traffic never waits for `recv`.
+    fn pump_worker(&self) {
         while !self.closed.load(Ordering::Acquire) {
             let _ = self
                 .queue
                 .socket()
                 .wait_readable(Some(Duration::from_millis(50)));
             let mut st = self.lock();
+            self.expire(&mut st, monotonic_ns());
             let _ = self.pump(&mut st);
+            let _ = st.verdicts.flush(self.queue.socket());
+            self.update_ready(&st);
         }
     }
 

@@ -389,3 +389,294 @@ fn tcp_stream_passthrough_with_gso() {
         big.load(Ordering::Relaxed)
     );
 }
+
+/// The last id the kernel gave a packet of `queue` (= packets queued so far), read inside
+/// the namespace.
+fn kernel_queued(pair: &Pair, queue: u16) -> u64 {
+    pair.a.run(move || {
+        let s = std::fs::read_to_string("/proc/thread-self/net/netfilter/nfnetlink_queue")
+            .unwrap_or_default();
+        s.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|v| v.len() >= 8 && v[0].parse::<u16>().ok() == Some(queue))
+            .map(|v| v[7].parse().unwrap())
+            .unwrap_or(0)
+    })
+}
+
+#[test]
+fn native_prefilter_keeps_other_ports_in_the_kernel() {
+    require_root!();
+    let pair = Pair::new();
+    let _e1 = Echo::start(&pair.b, 8001);
+    let _e2 = Echo::start(&pair.b, 8002);
+    let h = Arc::new(open_in(
+        &pair,
+        "outbound and udp.DstPort == 8001",
+        Flags::NONE,
+    ));
+    let (stop, t) = serve(h.clone(), |h, p, a| {
+        h.send(p, a).unwrap();
+    });
+    let other = udp_exchange(
+        &pair.a,
+        SocketAddr::from((pair.b_ip, 8002)),
+        payloads(5, "other"),
+        Duration::from_secs(2),
+    );
+    let mine = udp_exchange(
+        &pair.a,
+        SocketAddr::from((pair.b_ip, 8001)),
+        payloads(3, "mine"),
+        Duration::from_secs(2),
+    );
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    assert_eq!((other.len(), mine.len()), (5, 3));
+    assert_eq!(
+        kernel_queued(&pair, h.queue_num()),
+        3,
+        "only matching packets may leave the kernel"
+    );
+}
+
+#[test]
+fn sniff_copies_without_holding() {
+    require_root!();
+    let pair = Pair::new();
+    let _echo = Echo::start(&pair.b, 8101);
+    let h = open_in(
+        &pair,
+        "udp.DstPort == 8101",
+        Flags::SNIFF | Flags::RECV_ONLY,
+    );
+    // nobody calls recv while the traffic flows: SNIFF must not hold anything
+    let replies = udp_exchange(
+        &pair.a,
+        SocketAddr::from((pair.b_ip, 8101)),
+        payloads(4, "sniff"),
+        Duration::from_secs(2),
+    );
+    assert_eq!(replies.len(), 4);
+    let mut buf = vec![0u8; 65536];
+    let mut addrs = Vec::new();
+    let used = h
+        .recv_batch(&mut buf, &mut addrs, 255, Some(Duration::from_secs(1)))
+        .unwrap();
+    assert_eq!(addrs.len(), 4, "all copies in one batch");
+    assert!(addrs.iter().all(|a| a.sniffed && a.outbound));
+    assert_eq!(used, 4 * (28 + 10));
+    assert!(matches!(
+        h.send(&buf[..38], &addrs[0]),
+        Err(Error::InvalidParameter(_))
+    ));
+}
+
+#[test]
+fn batch_recv_and_send_with_reordering() {
+    require_root!();
+    let pair = Pair::new();
+    let echo = Echo::start(&pair.b, 8201);
+    let h = open_in(&pair, "outbound and udp.DstPort == 8201", Flags::NONE);
+    let to = SocketAddr::from((pair.b_ip, 8201));
+    let client = pair.a.spawn(move || {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for p in payloads(6, "batch") {
+            s.send_to(&p, to).unwrap();
+        }
+    });
+    client.join().unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut addrs = Vec::new();
+    let mut used = 0;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while addrs.len() < 6 && Instant::now() < deadline {
+        used += h
+            .recv_batch(
+                &mut buf[used..],
+                &mut addrs,
+                255,
+                Some(Duration::from_secs(1)),
+            )
+            .unwrap();
+    }
+    assert_eq!(addrs.len(), 6);
+    // send them back in reverse order, as one batch
+    let pkts: Vec<&[u8]> = buf[..used].chunks(38).collect();
+    let mut out = Vec::new();
+    let mut out_addrs = Vec::new();
+    for (i, p) in pkts.iter().enumerate().rev() {
+        out.extend_from_slice(p);
+        out_addrs.push(addrs[i]);
+    }
+    assert_eq!(h.send_batch(&out, &out_addrs).unwrap(), out.len());
+    std::thread::sleep(Duration::from_millis(200));
+    let st = h.stats();
+    assert_eq!((st.received, st.sent, st.injected), (6, 6, 0));
+    drop(h);
+    let mut got = echo.finish();
+    assert_eq!(got.len(), 6);
+    got.sort();
+    assert_eq!(got, payloads(6, "batch"));
+}
+
+#[test]
+fn shutdown_recv_drains_then_reports_no_data() {
+    require_root!();
+    let pair = Pair::new();
+    let _echo = Echo::start(&pair.b, 8301);
+    let h = open_in(&pair, "outbound and udp.DstPort == 8301", Flags::NONE);
+    let to = SocketAddr::from((pair.b_ip, 8301));
+    let _ = udp_exchange(&pair.a, to, payloads(2, "sd"), Duration::from_millis(50));
+    h.shutdown(lindivert::Shutdown::Recv).unwrap();
+    // new traffic passes untouched now
+    let r = udp_exchange(&pair.a, to, payloads(2, "new"), Duration::from_secs(2));
+    assert_eq!(r, payloads(2, "new"));
+    let mut buf = vec![0u8; 2000];
+    let mut n = 0;
+    loop {
+        match h.recv_timeout(&mut buf, Some(Duration::from_secs(1))) {
+            Ok((len, a)) => {
+                n += 1;
+                h.send(&buf[..len], &a).unwrap();
+            }
+            Err(Error::NoData) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        n, 2,
+        "packets queued before the shutdown are still delivered"
+    );
+    h.shutdown(lindivert::Shutdown::Send).unwrap();
+    assert!(matches!(
+        h.send(&buf[..38], &Address::network(true)),
+        Err(Error::NoData)
+    ));
+}
+
+#[test]
+fn inbound_injection_of_a_new_packet() {
+    require_root!();
+    let pair = Pair::new();
+    let echo = Echo::start(&pair.a, 8401); // the receiver is local to the handle
+    let h = open_in(&pair, "inbound and udp.DstPort == 8401", Flags::NONE);
+    // a packet "from b" to a's address, injected inbound
+    let payload = b"from-outside";
+    let mut p = vec![0u8; 28 + payload.len()];
+    p[0] = 0x45;
+    let total = p.len() as u16;
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&pair.b_ip.octets());
+    p[16..20].copy_from_slice(&pair.a_ip.octets());
+    p[20..22].copy_from_slice(&40001u16.to_be_bytes());
+    p[22..24].copy_from_slice(&8401u16.to_be_bytes());
+    p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p[28..].copy_from_slice(payload);
+    h.send(&p, &Address::network(false)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut buf = vec![0u8; 2000];
+    assert!(
+        matches!(
+            h.recv_timeout(&mut buf, Some(Duration::from_millis(100))),
+            Err(Error::Timeout)
+        ),
+        "the handle must not see its own injection"
+    );
+    drop(h);
+    assert_eq!(echo.finish(), vec![payload.to_vec()]);
+}
+
+#[test]
+fn handle_fd_is_pollable() {
+    require_root!();
+    use std::os::fd::AsRawFd;
+    let pair = Pair::new();
+    let _echo = Echo::start(&pair.b, 8501);
+    let h = open_in(&pair, "outbound and udp.DstPort == 8501", Flags::NONE);
+    let poll = |ms: i32| {
+        let mut p = libc::pollfd {
+            fd: h.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, ms) }
+    };
+    assert_eq!(poll(50), 0, "nothing queued yet");
+    let _ = udp_exchange(
+        &pair.a,
+        SocketAddr::from((pair.b_ip, 8501)),
+        payloads(3, "poll"),
+        Duration::from_millis(20),
+    );
+    let mut buf = vec![0u8; 2000];
+    for _ in 0..3 {
+        assert_eq!(poll(1000), 1, "readable while packets wait");
+        let (n, a) = h.recv_timeout(&mut buf, Some(Duration::ZERO)).unwrap();
+        h.send(&buf[..n], &a).unwrap();
+    }
+    assert_eq!(poll(50), 0, "drained");
+}
+
+/// Not a correctness test: `cargo test --release -p lindivert --test network bench_ --
+/// --ignored --nocapture` prints TCP throughput over the veth pair with and without a
+/// pass-through handle (same run, so the ratio is what counts).
+#[test]
+#[ignore]
+fn bench_tcp_passthrough_ratio() {
+    require_root!();
+    use std::io::{Read, Write};
+    let mb: usize = std::env::var("LINDIVERT_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let pair = Pair::new();
+    let run = |port: u16| -> f64 {
+        let server = pair.b.spawn(move || {
+            let l = std::net::TcpListener::bind(("0.0.0.0", port)).unwrap();
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0usize;
+            loop {
+                let n = s.read(&mut buf).unwrap();
+                if n == 0 {
+                    break total;
+                }
+                total += n;
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let b_ip = pair.b_ip;
+        let t0 = Instant::now();
+        pair.a.run(move || {
+            let mut s = std::net::TcpStream::connect((b_ip, port)).unwrap();
+            let chunk = vec![0x5au8; 1 << 20];
+            for _ in 0..mb {
+                s.write_all(&chunk).unwrap();
+            }
+        });
+        let total = server.join().unwrap();
+        assert_eq!(total, mb << 20);
+        total as f64 * 8.0 / t0.elapsed().as_secs_f64() / 1e9
+    };
+    let base = run(8701);
+    let h = Arc::new(open_in(
+        &pair,
+        "tcp.DstPort == 8702 or tcp.SrcPort == 8702",
+        Flags::NONE,
+    ));
+    let (stop, t) = serve(h.clone(), |h, p, a| {
+        h.send(p, a).unwrap();
+    });
+    let diverted = run(8702);
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    eprintln!(
+        "TCP {mb} MB: no divert {base:.2} Gbit/s, pass-through handle {diverted:.2} Gbit/s = {:.0}%; {} packets diverted",
+        100.0 * diverted / base,
+        h.stats().received
+    );
+}

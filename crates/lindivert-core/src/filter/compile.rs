@@ -168,11 +168,18 @@ pub fn driver_refusal(field: Field, value: Value, layer: Layer) -> Option<String
         return Some("negative zero".to_string());
     }
     if field.is_array() && value.neg {
-        return Some(format!("negative constant on the array field `{}`", field.name()));
+        return Some(format!(
+            "negative constant on the array field `{}`",
+            field.name()
+        ));
     }
     let (lo, hi) = range_bounds(driver_range(field));
     if value.cmp_signed(&lo) == Ordering::Less || value.cmp_signed(&hi) == Ordering::Greater {
-        return Some(format!("constant {} out of the range of `{}`", show(value), field.name()));
+        return Some(format!(
+            "constant {} out of the range of `{}`",
+            show(value),
+            field.name()
+        ));
     }
     if field == Field::Event {
         let ok = u8::try_from(value.mag)
@@ -194,6 +201,7 @@ fn show(v: Value) -> String {
 }
 
 /// Simplify one test for `layer` (see the module documentation).
+#[inline(never)]
 pub fn simplify(test: &TestNode, layer: Layer) -> Simplified {
     let (field, index) = match test.subject {
         Subject::True => {
@@ -287,9 +295,10 @@ struct Flattener<'a> {
 
 impl Flattener<'_> {
     fn flatten(&mut self, id: NodeId, succ: Label, fail: Label) -> Result<Label, FilterError> {
-        let node = self.ast.nodes.get(id as usize).copied().ok_or_else(|| {
-            FilterError::new(ErrorKind::AssertionFailed, 0, "dangling AST node")
-        })?;
+        let node =
+            self.ast.nodes.get(id as usize).copied().ok_or_else(|| {
+                FilterError::new(ErrorKind::AssertionFailed, 0, "dangling AST node")
+            })?;
         match node {
             Node::And(a, b) => {
                 let lb = self.flatten(b, succ, fail)?;
@@ -735,7 +744,10 @@ pub fn analyze(obj: &Object, layer: Layer) -> FilterFlags {
         }
     }
     if layer != Layer::Reflect {
-        for (fam, flag) in [(Family::V4, FilterFlags::IP), (Family::V6, FilterFlags::IPV6)] {
+        for (fam, flag) in [
+            (Family::V4, FilterFlags::IP),
+            (Family::V6, FilterFlags::IPV6),
+        ] {
             if with(Facts {
                 family: Some(fam),
                 ..Facts::default()
@@ -801,7 +813,13 @@ mod tests {
             obj("remoteAddr=142.251.43.14 and remotePort=80"),
             Object {
                 tests: vec![
-                    t(Field::RemoteAddr, Op::Eq, 0xFFFF_8EFB_2B0E, Jump::Test(1), X),
+                    t(
+                        Field::RemoteAddr,
+                        Op::Eq,
+                        0xFFFF_8EFB_2B0E,
+                        Jump::Test(1),
+                        X
+                    ),
                     t(Field::RemotePort, Op::Eq, 80, A, X),
                 ]
             }
@@ -898,8 +916,14 @@ mod tests {
         assert_eq!(obj("length >= 20"), Object::constant(true));
         assert_eq!(obj("length < 20"), Object::constant(false));
         assert_eq!(obj("localPort <= 65535"), Object::constant(true));
-        assert_eq!(obj("timestamp >= -0x8000000000000000"), Object::constant(true));
-        assert_eq!(obj("timestamp > 0x7fffffffffffffff"), Object::constant(false));
+        assert_eq!(
+            obj("timestamp >= -0x8000000000000000"),
+            Object::constant(true)
+        );
+        assert_eq!(
+            obj("timestamp > 0x7fffffffffffffff"),
+            Object::constant(false)
+        );
         assert_eq!(obj("ipv6.FlowLabel > 0xfffff"), Object::constant(false));
     }
 
@@ -988,7 +1012,9 @@ mod tests {
         let good = obj("tcp.DstPort == 80 and outbound");
         assert!(validate_object(&good, Layer::Network).is_ok());
         assert_eq!(
-            validate_object(&good, Layer::NetworkForward).unwrap_err().kind,
+            validate_object(&good, Layer::NetworkForward)
+                .unwrap_err()
+                .kind,
             ErrorKind::BadObject
         );
         let mut bad = good.clone();
@@ -1047,7 +1073,8 @@ mod tests {
     #[test]
     fn flags() {
         let fl = |s: &str, l: Layer| analyze(&compile_text(s, l).unwrap(), l);
-        let all = FilterFlags::INBOUND | FilterFlags::OUTBOUND | FilterFlags::IP | FilterFlags::IPV6;
+        let all =
+            FilterFlags::INBOUND | FilterFlags::OUTBOUND | FilterFlags::IP | FilterFlags::IPV6;
         assert_eq!(fl("true", Layer::Network), all);
         assert_eq!(fl("false", Layer::Network), FilterFlags::NONE);
         assert_eq!(fl("tcp.DstPort == 80", Layer::Network), all);
@@ -1092,6 +1119,29 @@ mod tests {
             FilterFlags::from_bits_retain(0x30).to_string(),
             "INBOUND|OUTBOUND"
         );
+    }
+
+    #[test]
+    fn worst_case_nesting_fits_a_small_stack() {
+        // The deepest inputs the limits allow compile on a default 2 MiB thread stack, even
+        // in a debug build (release builds need about 256 KiB).
+        let deep = format!("{}tcp{}", "(".repeat(340), ")".repeat(340));
+        let and_chain = vec!["true"; 639].join(" and ");
+        let or_chain = vec!["true"; 639].join(" or ");
+        let mixed = format!("{}{}{}", "(tcp and ".repeat(200), "udp", ")".repeat(200));
+        let h = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                for text in [deep, and_chain, or_chain, mixed] {
+                    let r = crate::filter::Filter::compile(&text, Layer::Network);
+                    assert!(
+                        r.is_ok() || r.as_ref().is_err_and(|e| e.kind == ErrorKind::TooLong),
+                        "{r:?}"
+                    );
+                }
+            })
+            .unwrap();
+        h.join().unwrap();
     }
 
     #[test]

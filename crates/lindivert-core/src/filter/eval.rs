@@ -68,9 +68,7 @@ impl fmt::Display for EvalError {
                 f,
                 "the packet is IPv{packet} but the address says ipv6 = {address_ipv6}"
             ),
-            EvalError::UnexpectedPacket => {
-                f.write_str("FLOW and SOCKET events carry no packet")
-            }
+            EvalError::UnexpectedPacket => f.write_str("FLOW and SOCKET events carry no packet"),
         }
     }
 }
@@ -374,7 +372,12 @@ fn clamp_i128(v: Value) -> i128 {
 
 /// `(lo, span, neg)` for a narrow (`i64`) field.
 fn narrow_test(op: Op, k: Value) -> (i64, u64, bool) {
-    let (set, neg) = interval(op, clamp_i128(k), i128::from(i64::MIN), i128::from(i64::MAX));
+    let (set, neg) = interval(
+        op,
+        clamp_i128(k),
+        i128::from(i64::MIN),
+        i128::from(i64::MAX),
+    );
     match set {
         Some((lo, hi)) => (lo as i64, (hi - lo) as u64, neg),
         None => (0, u64::MAX, !neg),
@@ -384,22 +387,20 @@ fn narrow_test(op: Op, k: Value) -> (i64, u64, bool) {
 /// `(lo, span, neg)` for a wide (unsigned 128-bit) field.
 fn wide_test(op: Op, k: Value) -> (u128, u128, bool) {
     const MAX: u128 = u128::MAX;
-    let set: Option<(u128, u128)>;
     let mut neg = false;
-    if k.neg && k.mag != 0 {
+    let set: Option<(u128, u128)> = if k.neg && k.mag != 0 {
         // Every value is greater than a negative constant.
-        set = match op {
-            Op::Eq => None,
+        match op {
+            Op::Eq | Op::Lt | Op::Le => None,
             Op::Neq => {
                 neg = true;
                 None
             }
-            Op::Lt | Op::Le => None,
             Op::Gt | Op::Ge => Some((0, MAX)),
-        };
+        }
     } else {
         let m = k.mag;
-        set = match op {
+        match op {
             Op::Eq => Some((m, m)),
             Op::Neq => {
                 neg = true;
@@ -409,8 +410,8 @@ fn wide_test(op: Op, k: Value) -> (u128, u128, bool) {
             Op::Le => Some((0, m)),
             Op::Gt => m.checked_add(1).map(|l| (l, MAX)),
             Op::Ge => Some((m, MAX)),
-        };
-    }
+        }
+    };
     match set {
         Some((lo, hi)) => (lo, hi - lo, neg),
         None => (0, MAX, !neg),
@@ -592,8 +593,8 @@ impl Ctx<'_, '_> {
             return Some(h);
         }
         let p = self.pkt?;
-        let h = super::shim::hash_packet(p.bytes, self.addr.timestamp as u64)
-            | 0xFF00_0000_0000_0000;
+        let h =
+            crate::packet::hash_packet(p.bytes, self.addr.timestamp as u64) | 0xFF00_0000_0000_0000;
         self.hash = Some(h);
         Some(h)
     }
@@ -621,7 +622,7 @@ impl Ctx<'_, '_> {
             Load::Never => return None,
             Load::Zero => 0,
             Load::Event => i64::from(a.event as u8),
-            Load::Timestamp => i64::from(a.timestamp),
+            Load::Timestamp => a.timestamp,
             Load::Outbound => i64::from(a.outbound),
             Load::Inbound => i64::from(!a.outbound),
             Load::Loopback => i64::from(a.loopback),
@@ -889,7 +890,7 @@ mod tests {
     fn eval_net(filter: &str, bytes: &[u8], outbound: bool) -> bool {
         let obj = compile_text(filter, Layer::Network).unwrap();
         let prog = Program::new(&obj, Layer::Network);
-        let pkt = crate::filter::shim::parse(bytes).unwrap();
+        let pkt = crate::packet::parse(bytes).unwrap();
         let mut addr = Address::network(outbound);
         addr.ipv6 = pkt.version == 6;
         prog.run(Some(&pkt), &addr)
@@ -900,7 +901,10 @@ mod tests {
         let p = hex(ICMP4);
         for op in ["==", "!=", "<", "<=", ">", ">="] {
             assert!(!eval_net(&format!("tcp.DstPort {op} 80"), &p, true), "{op}");
-            assert!(!eval_net(&format!("ipv6.SrcAddr {op} ::1"), &p, true), "{op}");
+            assert!(
+                !eval_net(&format!("ipv6.SrcAddr {op} ::1"), &p, true),
+                "{op}"
+            );
         }
         assert!(!eval_net("not tcp.Syn", &p, true));
         assert!(eval_net("not tcp", &p, true));
@@ -912,8 +916,16 @@ mod tests {
         let p = hex(ICMP4);
         assert!(eval_net("localPort == 8 and remotePort == 0", &p, true));
         assert!(eval_net("localPort == 0 and remotePort == 8", &p, false));
-        assert!(eval_net("localAddr == 10.0.0.1 and remoteAddr == 8.8.8.8", &p, true));
-        assert!(eval_net("localAddr == 8.8.8.8 and remoteAddr == 10.0.0.1", &p, false));
+        assert!(eval_net(
+            "localAddr == 10.0.0.1 and remoteAddr == 8.8.8.8",
+            &p,
+            true
+        ));
+        assert!(eval_net(
+            "localAddr == 8.8.8.8 and remoteAddr == 10.0.0.1",
+            &p,
+            false
+        ));
     }
 
     #[test]
@@ -924,7 +936,11 @@ mod tests {
             &p,
             true
         ));
-        assert!(eval_net("remotePort == 50046 and localAddr == ::1", &p, false));
+        assert!(eval_net(
+            "remotePort == 50046 and localAddr == ::1",
+            &p,
+            false
+        ));
         let mut p = p;
         p[1] = 0x01;
         p[2] = 0x23;
@@ -933,7 +949,11 @@ mod tests {
         assert!(eval_net("ipv6.TrafficClass == 0", &p, true));
         p[0] = 0x6A;
         p[1] = 0xB1;
-        assert!(eval_net("ipv6.TrafficClass == 0xAB and ipv6.FlowLabel == 0x12345", &p, true));
+        assert!(eval_net(
+            "ipv6.TrafficClass == 0xAB and ipv6.FlowLabel == 0x12345",
+            &p,
+            true
+        ));
     }
 
     #[test]
@@ -948,7 +968,11 @@ mod tests {
         assert!(!eval_net("udp.Payload[-14] >= 0", &p, true));
         assert!(!eval_net("tcp.Payload[0] >= 0", &p, true));
         assert!(!eval_net("packet[1000] >= 0", &p, true));
-        assert!(eval_net("packet[84] >= 0 and (packet[85] >= 0? false: true)", &p, true));
+        assert!(eval_net(
+            "packet[84] >= 0 and (packet[85] >= 0? false: true)",
+            &p,
+            true
+        ));
         assert!(eval_net("packet32[-1] == 0x6c642101", &p, true));
         assert!(eval_net("length == 85 and protocol == 17", &p, true));
     }
@@ -958,7 +982,11 @@ mod tests {
         let p = hex(ICMP4);
         let a = eval_net("random8 < 128", &p, true);
         assert_eq!(a, eval_net("random8 < 128", &p, true));
-        assert!(eval_net("random8 >= 0 and random16 <= 65535 and random32 >= 0", &p, true));
+        assert!(eval_net(
+            "random8 >= 0 and random16 <= 65535 and random32 >= 0",
+            &p,
+            true
+        ));
     }
 
     fn flow_addr(local: &str, remote: &str, proto: u8, event: Event, layer: Layer) -> Address {
@@ -999,14 +1027,44 @@ mod tests {
 
     #[test]
     fn flow_and_socket_fields() {
-        let v4 = flow_addr("::ffff:10.0.0.1", "::ffff:1.1.1.1", 6, Event::FlowEstablished, Layer::Flow);
-        assert!(eval_ev("ip and not ipv6 and tcp and not udp and not icmp", &v4));
-        assert!(eval_ev("localAddr == 10.0.0.1 and remoteAddr == 1.1.1.1", &v4));
-        assert!(eval_ev("localPort == 5555 and remotePort == 443 and protocol == TCP", &v4));
-        assert!(eval_ev("processId == 4242 and endpointId == 0x100000001", &v4));
-        assert!(eval_ev("parentEndpointId == 7 and event == ESTABLISHED", &v4));
-        assert!(eval_ev("timestamp == -5 and timestamp < 0 and outbound", &v4));
-        let v6 = flow_addr("2001:db8::1", "::1", 58, Event::SocketConnect, Layer::Socket);
+        let v4 = flow_addr(
+            "::ffff:10.0.0.1",
+            "::ffff:1.1.1.1",
+            6,
+            Event::FlowEstablished,
+            Layer::Flow,
+        );
+        assert!(eval_ev(
+            "ip and not ipv6 and tcp and not udp and not icmp",
+            &v4
+        ));
+        assert!(eval_ev(
+            "localAddr == 10.0.0.1 and remoteAddr == 1.1.1.1",
+            &v4
+        ));
+        assert!(eval_ev(
+            "localPort == 5555 and remotePort == 443 and protocol == TCP",
+            &v4
+        ));
+        assert!(eval_ev(
+            "processId == 4242 and endpointId == 0x100000001",
+            &v4
+        ));
+        assert!(eval_ev(
+            "parentEndpointId == 7 and event == ESTABLISHED",
+            &v4
+        ));
+        assert!(eval_ev(
+            "timestamp == -5 and timestamp < 0 and outbound",
+            &v4
+        ));
+        let v6 = flow_addr(
+            "2001:db8::1",
+            "::1",
+            58,
+            Event::SocketConnect,
+            Layer::Socket,
+        );
         assert!(eval_ev("ipv6 and not ip and icmpv6 and not icmp", &v6));
         assert!(eval_ev("event == CONNECT and remoteAddr == ::1", &v6));
         let unbound = flow_addr("::", "::ffff:1.2.3.4", 17, Event::SocketBind, Layer::Socket);
@@ -1035,8 +1093,14 @@ mod tests {
                 priority: -300,
             }),
         };
-        assert!(eval_ev("layer == SOCKET and priority == -300 and priority < 0", &addr));
-        assert!(eval_ev("processId == 77 and event == OPEN and timestamp == 99", &addr));
+        assert!(eval_ev(
+            "layer == SOCKET and priority == -300 and priority < 0",
+            &addr
+        ));
+        assert!(eval_ev(
+            "processId == 77 and event == OPEN and timestamp == 99",
+            &addr
+        ));
         assert!(!eval_ev("priority > -300", &addr));
     }
 
@@ -1055,7 +1119,7 @@ mod tests {
         obj.tests[1].success = Jump::Test(0);
         let prog = Program::new(&obj, Layer::Network);
         let p = hex(UDP6_EXT);
-        let pkt = crate::filter::shim::parse(&p).unwrap();
+        let pkt = crate::packet::parse(&p).unwrap();
         assert!(!prog.run(Some(&pkt), &Address::network(true)));
     }
 }
@@ -1195,9 +1259,19 @@ mod props {
                         Some((op, neg, mag, style)) => {
                             let v = value_text(*mag, *style);
                             let neg = *neg && !v.contains('.') && !v.contains(':');
-                            let mag = if v.contains('.') { mag | 0xFFFF_0000_0000 } else { *mag };
+                            let mag = if v.contains('.') {
+                                mag | 0xFFFF_0000_0000
+                            } else {
+                                *mag
+                            };
                             let op = if not { op.negate() } else { *op };
-                            (op, Value { neg: neg && mag != 0, mag })
+                            (
+                                op,
+                                Value {
+                                    neg: neg && mag != 0,
+                                    mag,
+                                },
+                            )
                         }
                     };
                     let index = if field.is_array() {
@@ -1284,8 +1358,11 @@ mod props {
             prop_oneof![
                 (inner.clone(), inner.clone()).prop_map(|(a, b)| G::And(Box::new(a), Box::new(b))),
                 (inner.clone(), inner.clone()).prop_map(|(a, b)| G::Or(Box::new(a), Box::new(b))),
-                (inner.clone(), inner.clone(), inner)
-                    .prop_map(|(c, t, e)| G::Cond(Box::new(c), Box::new(t), Box::new(e))),
+                (inner.clone(), inner.clone(), inner).prop_map(|(c, t, e)| G::Cond(
+                    Box::new(c),
+                    Box::new(t),
+                    Box::new(e)
+                )),
             ]
         })
     }
@@ -1321,8 +1398,14 @@ mod props {
     }
 
     fn arb_addr() -> impl Strategy<Value = Address> {
-        (any::<bool>(), any::<bool>(), any::<bool>(), any::<i64>(), any::<u32>()).prop_map(
-            |(outbound, loopback, impostor, timestamp, if_idx)| {
+        (
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            any::<i64>(),
+            any::<u32>(),
+        )
+            .prop_map(|(outbound, loopback, impostor, timestamp, if_idx)| {
                 let mut a = Address::network(outbound);
                 a.loopback = loopback;
                 a.impostor = impostor;
@@ -1332,8 +1415,7 @@ mod props {
                     sub_if_idx: if_idx ^ 1,
                 });
                 a
-            },
-        )
+            })
     }
 
     proptest! {
@@ -1367,7 +1449,7 @@ mod props {
             let opt = optimize(f.object());
             prop_assert!(opt.tests.len() <= f.object().tests.len());
             for (bytes, mut addr) in packets {
-                let Some(pkt) = crate::filter::shim::parse(&bytes) else { continue };
+                let Some(pkt) = crate::packet::parse(&bytes) else { continue };
                 addr.ipv6 = pkt.version == 6;
                 let want = g.eval(&pkt, &addr);
                 let got = f.matches(&pkt, &addr);
@@ -1418,7 +1500,7 @@ mod props {
             if let Ok(f) = Filter::compile(&g.text(), Layer::Network) {
                 let addr = Address::network(true);
                 let _ = f.matches_packet(&bytes, &addr);
-                if let Some(pkt) = crate::filter::shim::parse(&bytes) {
+                if let Some(pkt) = crate::packet::parse(&bytes) {
                     let _ = f.matches(&pkt, &addr);
                 }
                 let _ = f.matches_event(&addr);

@@ -489,7 +489,7 @@ impl Decompiler<'_> {
                 let t = &self.tests[y];
                 [t.success, t.failure]
                     .iter()
-                    .all(|&j| node(j).map_or(true, |k| !rx.has(k) || k == x))
+                    .all(|&j| !node(j).is_some_and(|k| rx.has(k) && k != x))
             });
             self.work += 256;
             if is_closed {
@@ -545,7 +545,7 @@ fn well_formed(obj: &Object) -> bool {
         && obj.tests.iter().enumerate().all(|(i, t)| {
             [t.success, t.failure]
                 .iter()
-                .all(|&j| node(j).map_or(true, |k| k > i && k < n))
+                .all(|&j| !node(j).is_some_and(|k| k <= i || k >= n))
         })
 }
 
@@ -604,7 +604,9 @@ fn print(e: &E, ctx: Ctx, layer: Layer, out: &mut String) {
 /// constant filter prints as `true` or `false`.
 ///
 /// Falls back to the object's `@WinDiv_…` text when no equivalent readable text within
-/// [`MAX_TESTS`] tests exists or when the object is malformed. Never panics.
+/// [`MAX_TESTS`] tests (and the parser's nesting budget) exists, or when the object is
+/// malformed. A field that is not valid at `layer` is printed anyway (no text can express
+/// it there). Never panics.
 pub fn format(obj: &Object, layer: Layer) -> String {
     if !well_formed(obj) {
         return object::encode(obj);
@@ -1709,7 +1711,7 @@ mod tests {
     fn real_compile(text: &str, layer: Layer) -> Result<Object, String> {
         crate::filter::Filter::compile(text, layer)
             .map(|f| f.into_object())
-            .map_err(|e| format!("{}", e.render(text)))
+            .map_err(|e| e.render(text))
     }
 
     /// Formats `o`, recompiles the text with the real compiler and compares both objects on

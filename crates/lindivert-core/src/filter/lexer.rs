@@ -100,7 +100,7 @@ pub struct Token {
     pub len: usize,
 }
 
-const MACROS: [&str; 21] = [
+const MACROS: [&str; 20] = [
     "TRUE",
     "FALSE",
     "TCP",
@@ -121,7 +121,6 @@ const MACROS: [&str; 21] = [
     "FLOW",
     "SOCKET",
     "REFLECT",
-    "TCP",
 ];
 
 fn is_space(c: u8) -> bool {
@@ -333,7 +332,9 @@ fn parse_radix(digits: &str, radix: u32) -> Option<u128> {
     let mut v: u128 = 0;
     for c in digits.chars() {
         let d = c.to_digit(radix)?;
-        v = v.checked_mul(u128::from(radix))?.checked_add(u128::from(d))?;
+        v = v
+            .checked_mul(u128::from(radix))?
+            .checked_add(u128::from(d))?;
     }
     Some(v)
 }
@@ -422,11 +423,33 @@ mod tests {
         assert_eq!(
             kinds("( ) [ ] - ? : = == != < <= > >= ! && || and or not"),
             vec![
-                Open, Close, SquareOpen, SquareClose, Minus, Question, Colon, Eq, Eq, Neq, Lt,
-                Le, Gt, Ge, Not, And, Or, And, Or, Not, End
+                Open,
+                Close,
+                SquareOpen,
+                SquareClose,
+                Minus,
+                Question,
+                Colon,
+                Eq,
+                Eq,
+                Neq,
+                Lt,
+                Le,
+                Gt,
+                Ge,
+                Not,
+                And,
+                Or,
+                And,
+                Or,
+                Not,
+                End
             ]
         );
-        assert_eq!(kinds("!!!tcp"), vec![Not, Not, Not, Field(super::Field::Tcp), End]);
+        assert_eq!(
+            kinds("!!!tcp"),
+            vec![Not, Not, Not, Field(super::Field::Tcp), End]
+        );
     }
 
     #[test]
@@ -484,7 +507,10 @@ mod tests {
         // `::` at the end is kept: `1::` is an IPv6 literal.
         assert_eq!(kinds("1::"), vec![Number(1u128 << 112), End]);
         // A colon glued on both sides makes one (bad) word.
-        assert_eq!(err("tcp.Ack:tcp.Fin", Layer::Network).0, ErrorKind::BadToken);
+        assert_eq!(
+            err("tcp.Ack:tcp.Fin", Layer::Network).0,
+            ErrorKind::BadToken
+        );
         // `: :` are two colons.
         assert_eq!(kinds(": :"), vec![Colon, Colon, End]);
         // `::1` and `::`.
@@ -497,7 +523,11 @@ mod tests {
         assert_eq!((e.kind, e.pos), (ErrorKind::BadToken, 0));
         assert!(e.detail.contains("did you mean `tcp`"), "{}", e.detail);
         let e = tokenize("tcp.Dstport == 80", Layer::Network).unwrap_err();
-        assert!(e.detail.contains("unknown field `tcp.Dstport`"), "{}", e.detail);
+        assert!(
+            e.detail.contains("unknown field `tcp.Dstport`"),
+            "{}",
+            e.detail
+        );
         assert_eq!(err("AND", Layer::Network).0, ErrorKind::BadToken);
         // `TCP` is the macro 6.
         assert_eq!(kinds("TCP"), vec![Number(6), End]);
@@ -509,16 +539,25 @@ mod tests {
             err("tcp and processId == 4", Layer::Network),
             (ErrorKind::BadTokenForLayer, 8)
         );
-        assert_eq!(err("outbound", Layer::NetworkForward).0, ErrorKind::BadTokenForLayer);
+        assert_eq!(
+            err("outbound", Layer::NetworkForward).0,
+            ErrorKind::BadTokenForLayer
+        );
         assert!(tokenize("processId == 4", Layer::Flow).is_ok());
-        assert_eq!(err("tcp.DstPort", Layer::Reflect).0, ErrorKind::BadTokenForLayer);
+        assert_eq!(
+            err("tcp.DstPort", Layer::Reflect).0,
+            ErrorKind::BadTokenForLayer
+        );
     }
 
     #[test]
     fn macros() {
         assert_eq!(kinds("PACKET"), vec![Number(0), End]);
         assert_eq!(kinds("CONNECT"), vec![Macro("CONNECT"), End]);
-        assert_eq!(kinds("SOCKET NETWORK_FORWARD"), vec![Number(3), Number(1), End]);
+        assert_eq!(
+            kinds("SOCKET NETWORK_FORWARD"),
+            vec![Number(3), Number(1), End]
+        );
         let t: Vec<_> = tokenize("CLOSE", Layer::Socket)
             .unwrap()
             .into_iter()
@@ -544,7 +583,13 @@ mod tests {
         // A standalone `b` is dropped (WinDivert overwrites it).
         assert_eq!(
             kinds("packet[10 b]"),
-            vec![Field(super::Field::Packet), SquareOpen, Number(10), SquareClose, End]
+            vec![
+                Field(super::Field::Packet),
+                SquareOpen,
+                Number(10),
+                SquareClose,
+                End
+            ]
         );
         assert_eq!(kinds("b"), vec![End]);
         // `0x10b` is hex 0x10b.
@@ -555,7 +600,10 @@ mod tests {
 
     #[test]
     fn numbers() {
-        assert_eq!(kinds("0 80 007"), vec![Number(0), Number(80), Number(7), End]);
+        assert_eq!(
+            kinds("0 80 007"),
+            vec![Number(0), Number(80), Number(7), End]
+        );
         assert_eq!(kinds("0xFFff 0x"), vec![Number(0xFFFF), Number(0), End]);
         let e = tokenize("0X10", Layer::Network).unwrap_err();
         assert_eq!(e.kind, ErrorKind::BadToken);
@@ -579,7 +627,10 @@ mod tests {
     fn addresses() {
         assert_eq!(kinds("10.0.0.1"), vec![Number(0xFFFF_0A00_0001), End]);
         assert_eq!(kinds("::ffff:8.8.4.4"), vec![Number(0xFFFF_0808_0404), End]);
-        assert_eq!(kinds("::0:ffff:8.8.4.4"), vec![Number(0xFFFF_0808_0404), End]);
+        assert_eq!(
+            kinds("::0:ffff:8.8.4.4"),
+            vec![Number(0xFFFF_0808_0404), End]
+        );
         assert_eq!(kinds("::8.8.4.4"), vec![Number(0x0808_0404), End]);
         assert_eq!(
             kinds("1234:5678:1::aabb:ccdd"),
@@ -602,7 +653,7 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::TooLong);
         assert_eq!(e.pos, 1278 * 4 - 1);
         // Dropped `b`s do not count.
-        let ok = format!("{} {}", vec!["tcp"; 1277].join(" "), vec!["b"; 10].join(" "));
+        let ok = format!("{} {}", vec!["tcp"; 1277].join(" "), ["b"; 10].join(" "));
         assert!(tokenize(&ok, Layer::Network).is_ok());
     }
 }

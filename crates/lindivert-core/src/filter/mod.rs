@@ -5,7 +5,7 @@
 //! 256 tests, a forward-only decision DAG) → optimiser → back ends:
 //! * [`eval`]: the evaluator over a parsed packet and an [`crate::Address`];
 //! * [`object`]: the `@WinDiv_…` object text, both directions (WinDivert 2.2 compatible);
-//! * [`format`]: decompiles an object to readable filter text.
+//! * [`format`](mod@format): decompiles an object to readable filter text.
 //!
 //! Deliberate differences from WinDivert 2.2.2 are listed in `docs/DIFFERENCES.md`.
 
@@ -19,7 +19,6 @@ pub mod ir;
 pub mod lexer;
 pub mod object;
 pub mod parser;
-mod shim;
 
 pub use error::{ErrorKind, FilterError};
 pub use fields::Field;
@@ -146,7 +145,7 @@ impl Filter {
         }
         match self.layer {
             Layer::Network | Layer::NetworkForward => {
-                let pkt = shim::parse(bytes).ok_or(EvalError::BadPacket)?;
+                let pkt = crate::packet::parse_lenient(bytes).ok_or(EvalError::BadPacket)?;
                 if (pkt.version == 6) != addr.ipv6 {
                     return Err(EvalError::VersionMismatch {
                         packet: pkt.version,

@@ -144,9 +144,7 @@ pub fn parse_tokens(toks: &[Token], text: &str, layer: Layer) -> Result<Ast, Fil
         let detail = match t.kind {
             TokenKind::Close => "unbalanced `)`".to_string(),
             TokenKind::Colon => "`:` outside a conditional `(a? b: c)`".to_string(),
-            TokenKind::Question => {
-                "a conditional must be in parentheses: `(a? b: c)`".to_string()
-            }
+            TokenKind::Question => "a conditional must be in parentheses: `(a? b: c)`".to_string(),
             _ => format!("expected `and`, `or` or the end, found {}", p.describe(&t)),
         };
         return Err(FilterError::new(ErrorKind::UnexpectedToken, t.pos, detail));
@@ -155,6 +153,13 @@ pub fn parse_tokens(toks: &[Token], text: &str, layer: Layer) -> Result<Ast, Fil
         nodes: p.nodes,
         root,
     })
+}
+
+#[derive(Clone, Copy)]
+enum ArgError {
+    Colon,
+    CloseCond,
+    Close,
 }
 
 struct Parser<'a> {
@@ -202,6 +207,8 @@ impl Parser<'_> {
         FilterError::new(ErrorKind::UnexpectedToken, t.pos, detail)
     }
 
+    #[cold]
+    #[inline(never)]
     fn too_deep(&self) -> FilterError {
         FilterError::new(
             ErrorKind::TooDeep,
@@ -261,45 +268,45 @@ impl Parser<'_> {
             TokenKind::Question => {
                 self.advance();
                 let th = self.parse_filter(depth, false)?;
-                let t = self.peek();
-                if t.kind != TokenKind::Colon {
-                    return Err(self.unexpected(
-                        &t,
-                        format!(
-                            "expected `:` in the conditional `(a? b: c)`, found {}",
-                            self.describe(&t)
-                        ),
-                    ));
+                if self.peek().kind != TokenKind::Colon {
+                    return Err(self.arg_error(ArgError::Colon, open.pos));
                 }
                 self.advance();
                 let el = self.parse_filter(depth, false)?;
-                let t = self.peek();
-                if t.kind != TokenKind::Close {
-                    return Err(self.unexpected(
-                        &t,
-                        format!(
-                            "expected `)` to close the conditional opened at byte {}, found {}",
-                            open.pos,
-                            self.describe(&t)
-                        ),
-                    ));
+                if self.peek().kind != TokenKind::Close {
+                    return Err(self.arg_error(ArgError::CloseCond, open.pos));
                 }
                 self.advance();
                 Ok(self.push(Node::Cond(cond, th, el)))
             }
-            _ => Err(self.unexpected(
-                &t,
-                format!(
-                    "expected `)` (or `?` for a conditional) to match the `(` at byte {}, \
-                     found {}",
-                    open.pos,
-                    self.describe(&t)
-                ),
-            )),
+            _ => Err(self.arg_error(ArgError::Close, open.pos)),
         }
     }
 
-    /// `WinDivertParseTest`.
+    /// The errors of [`Parser::parse_arg`], out of line to keep the recursive frames small.
+    #[cold]
+    #[inline(never)]
+    fn arg_error(&self, which: ArgError, open_pos: usize) -> FilterError {
+        let t = self.peek();
+        let found = self.describe(&t);
+        let detail = match which {
+            ArgError::Colon => {
+                format!("expected `:` in the conditional `(a? b: c)`, found {found}")
+            }
+            ArgError::CloseCond => format!(
+                "expected `)` to close the conditional opened at byte {open_pos}, found {found}"
+            ),
+            ArgError::Close => format!(
+                "expected `)` (or `?` for a conditional) to match the `(` at byte {open_pos}, \
+                 found {found}"
+            ),
+        };
+        self.unexpected(&t, detail)
+    }
+
+    /// `WinDivertParseTest` (never inlined: it is not recursive, and inlining it would grow
+    /// the frames of the recursive functions).
+    #[inline(never)]
     fn parse_test(&mut self) -> Result<NodeId, FilterError> {
         let mut not = false;
         let mut nots = 0usize;
@@ -487,10 +494,7 @@ impl Parser<'_> {
         }
         let t = self.peek();
         if t.kind != TokenKind::SquareClose {
-            return Err(self.unexpected(
-                &t,
-                format!("expected `]`, found {}", self.describe(&t)),
-            ));
+            return Err(self.unexpected(&t, format!("expected `]`, found {}", self.describe(&t))));
         }
         self.advance();
         Ok(if neg { -(idx as i32) } else { idx as i32 })
@@ -520,7 +524,10 @@ mod tests {
     #[test]
     fn implicit_and_not_folding() {
         let t = test_of(&p("tcp"));
-        assert_eq!((t.subject, t.op, t.value), (Subject::Field(Field::Tcp), Op::Neq, Value::pos(0)));
+        assert_eq!(
+            (t.subject, t.op, t.value),
+            (Subject::Field(Field::Tcp), Op::Neq, Value::pos(0))
+        );
         let t = test_of(&p("not tcp"));
         assert_eq!(t.op, Op::Eq);
         let t = test_of(&p("!!tcp"));
@@ -604,7 +611,12 @@ mod tests {
         assert!(e.detail.contains("single test"), "{}", e.detail);
         assert_eq!(err("event == CONNECT"), (ErrorKind::UnexpectedToken, 9));
         let e = parse("event == CONNECT", Layer::Network).unwrap_err();
-        assert!(e.detail.contains("`CONNECT` is not a value at the NETWORK layer"), "{}", e.detail);
+        assert!(
+            e.detail
+                .contains("`CONNECT` is not a value at the NETWORK layer"),
+            "{}",
+            e.detail
+        );
         assert_eq!(err("tcp.DstPort =="), (ErrorKind::UnexpectedToken, 14));
         let e = parse("tcp.DstPort == and", Layer::Network).unwrap_err();
         assert_eq!(e.detail, "expected a value after `==`, found `and`");
@@ -617,7 +629,10 @@ mod tests {
         assert_eq!(err("(tcp? udp)"), (ErrorKind::UnexpectedToken, 9));
         assert_eq!(err("(tcp? udp: icmp"), (ErrorKind::UnexpectedToken, 15));
         assert_eq!(err("80 == tcp.DstPort"), (ErrorKind::UnexpectedToken, 0));
-        assert_eq!(err("tcp.DstPort == - 80 - 1"), (ErrorKind::UnexpectedToken, 20));
+        assert_eq!(
+            err("tcp.DstPort == - 80 - 1"),
+            (ErrorKind::UnexpectedToken, 20)
+        );
         assert_eq!(err("tcp == --1"), (ErrorKind::UnexpectedToken, 8));
         assert_eq!(err("not"), (ErrorKind::UnexpectedToken, 3));
         assert_eq!(err("CONNECT"), (ErrorKind::UnexpectedToken, 0));
