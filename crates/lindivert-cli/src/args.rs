@@ -45,8 +45,7 @@ impl Args {
             let a = &argv[i];
             if !only_positional && a == "--" {
                 only_positional = true;
-            } else if !only_positional && a.starts_with('-') && a.len() > 1 && !looks_negative(a)
-            {
+            } else if !only_positional && a.starts_with('-') && a.len() > 1 && !looks_negative(a) {
                 let (name, inline) = match a.split_once('=') {
                     Some((n, v)) => (n.to_string(), Some(v.to_string())),
                     None => (a.clone(), None),

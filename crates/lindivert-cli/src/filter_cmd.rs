@@ -6,12 +6,20 @@ use lindivert_core::{Address, Layer, LayerData, NetworkData};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-const EVAL_FLAGS: &[&str] = &["--outbound", "--inbound", "--loopback", "--impostor", "--batch"];
+const EVAL_FLAGS: &[&str] = &[
+    "--outbound",
+    "--inbound",
+    "--loopback",
+    "--impostor",
+    "--batch",
+];
 const EVAL_OPTS: &[&str] = &["--layer", "--if-idx", "--sub-if-idx"];
 
 pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
     let Some(sub) = argv.first() else {
-        return Err(CliError::usage("filter: missing subcommand (check, compile, format, eval)"));
+        return Err(CliError::usage(
+            "filter: missing subcommand (check, compile, format, eval)",
+        ));
     };
     let rest = &argv[1..];
     match sub.as_str() {
@@ -48,7 +56,9 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
             let a = Args::parse(rest, EVAL_OPTS, EVAL_FLAGS)?;
             if a.flag("--batch") {
                 if !a.positional.is_empty() {
-                    return Err(CliError::usage("eval --batch takes no positional arguments"));
+                    return Err(CliError::usage(
+                        "eval --batch takes no positional arguments",
+                    ));
                 }
                 return batch();
             }
@@ -56,7 +66,9 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
                 return Err(CliError::usage("eval needs FILTER and PACKET_HEX"));
             };
             if a.flag("--outbound") && a.flag("--inbound") {
-                return Err(CliError::usage("--outbound and --inbound exclude each other"));
+                return Err(CliError::usage(
+                    "--outbound and --inbound exclude each other",
+                ));
             }
             let req = EvalRequest {
                 filter: text.clone(),
@@ -80,7 +92,9 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
                 Err(EvalFailure::Other(m)) => Err(CliError::failed(m)),
             }
         }
-        other => Err(CliError::usage(format!("filter: unknown subcommand `{other}`"))),
+        other => Err(CliError::usage(format!(
+            "filter: unknown subcommand `{other}`"
+        ))),
     }
 }
 
@@ -118,7 +132,10 @@ pub enum EvalFailure {
 fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
     let s: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     if s.len() % 2 != 0 {
-        return Err(format!("packet hex has an odd number of digits ({})", s.len()));
+        return Err(format!(
+            "packet hex has an odd number of digits ({})",
+            s.len()
+        ));
     }
     (0..s.len())
         .step_by(2)

@@ -318,7 +318,12 @@ fn arr<const N: usize>(s: &[u8]) -> [u8; N] {
 
 fn addr_to_words(a: Ipv6Addr) -> [u32; 4] {
     let v = u128::from(a);
-    [v as u32, (v >> 32) as u32, (v >> 64) as u32, (v >> 96) as u32]
+    [
+        v as u32,
+        (v >> 32) as u32,
+        (v >> 64) as u32,
+        (v >> 96) as u32,
+    ]
 }
 
 fn words_to_addr(w: [u32; 4]) -> Ipv6Addr {
@@ -397,7 +402,8 @@ impl TryFrom<&RawAddress> for Address {
     /// identity and `RawAddress -> Address -> RawAddress` is too for any address whose
     /// reserved and unused bytes are zero (as WinDivert itself produces them).
     fn try_from(r: &RawAddress) -> Result<Address, AddressError> {
-        let layer = Layer::from_u32(r.layer_bits()).ok_or(AddressError::BadLayer(r.layer_bits()))?;
+        let layer =
+            Layer::from_u32(r.layer_bits()).ok_or(AddressError::BadLayer(r.layer_bits()))?;
         let ev = r.event_bits();
         let event = Event::from_u8(ev as u8)
             .filter(|_| ev <= Event::MAX as u32)
@@ -491,7 +497,7 @@ mod tests {
         let b = raw.to_bytes();
         assert_eq!(b[8], 1); // Layer
         assert_eq!(b[9], 0); // Event
-        // Byte 10 holds bits 16..23: Outbound (17), IPv6 (20), UDPChecksum (23).
+                             // Byte 10 holds bits 16..23: Outbound (17), IPv6 (20), UDPChecksum (23).
         assert_eq!(b[10], 0b1001_0010);
         assert_eq!(b[11], 0); // Reserved1
     }
@@ -607,13 +613,24 @@ mod tests {
             });
         let data = prop_oneof![
             (any::<bool>(), any::<u32>(), any::<u32>()).prop_map(|(fwd, i, s)| (
-                if fwd { Layer::NetworkForward } else { Layer::Network },
+                if fwd {
+                    Layer::NetworkForward
+                } else {
+                    Layer::Network
+                },
                 Event::NetworkPacket,
-                LayerData::Network(NetworkData { if_idx: i, sub_if_idx: s })
+                LayerData::Network(NetworkData {
+                    if_idx: i,
+                    sub_if_idx: s
+                })
             )),
             (flow.clone(), any::<bool>()).prop_map(|(f, d)| (
                 Layer::Flow,
-                if d { Event::FlowDeleted } else { Event::FlowEstablished },
+                if d {
+                    Event::FlowDeleted
+                } else {
+                    Event::FlowEstablished
+                },
                 LayerData::Flow(f)
             )),
             (flow, 3u8..=7).prop_map(|(f, e)| (
@@ -621,10 +638,21 @@ mod tests {
                 Event::from_u8(e).unwrap(),
                 LayerData::Socket(f)
             )),
-            (any::<i64>(), any::<u32>(), 0u32..5, 0u64..0x40, -30000i16..=30000, any::<bool>())
+            (
+                any::<i64>(),
+                any::<u32>(),
+                0u32..5,
+                0u64..0x40,
+                -30000i16..=30000,
+                any::<bool>()
+            )
                 .prop_map(|(t, pid, l, fl, pr, o)| (
                     Layer::Reflect,
-                    if o { Event::ReflectOpen } else { Event::ReflectClose },
+                    if o {
+                        Event::ReflectOpen
+                    } else {
+                        Event::ReflectClose
+                    },
                     LayerData::Reflect(ReflectData {
                         timestamp: t,
                         process_id: pid,

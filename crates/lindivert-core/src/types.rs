@@ -545,7 +545,10 @@ mod tests {
             .is_ok());
         assert!(Flags::RECV_ONLY.validate_for(Layer::Socket).is_ok());
         assert!(Flags::NONE.validate_for(Layer::Socket).is_err());
-        assert_eq!((Flags::SNIFF | Flags::FRAGMENTS).to_string(), "SNIFF|FRAGMENTS");
+        assert_eq!(
+            (Flags::SNIFF | Flags::FRAGMENTS).to_string(),
+            "SNIFF|FRAGMENTS"
+        );
     }
 
     #[test]

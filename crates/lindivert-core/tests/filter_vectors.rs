@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use lindivert_core::filter::{object, ErrorKind, Filter, FilterFlags, Object};
+use lindivert_core::filter::{format, object, ErrorKind, Filter, FilterFlags, Object};
 use lindivert_core::{Address, Layer};
 use serde_json::Value as Json;
 
@@ -52,8 +52,8 @@ fn layer_of(v: &Json) -> Layer {
     Layer::parse(v["layer"].as_str().unwrap_or("NETWORK")).expect("a known layer")
 }
 
-/// Check the result three ways: the compiled filter, the filter rebuilt from its object text,
-/// and (a differential check of the optimiser) the same with every test kept.
+/// Evaluate three ways that must agree: the compiled filter, the filter rebuilt from its
+/// object text, and the filter recompiled from the formatted (decompiled) object.
 fn eval_all_ways(filter: &str, layer: Layer, bytes: &[u8], addr: &Address) -> bool {
     let f = Filter::compile(filter, layer).unwrap_or_else(|e| panic!("{filter}: {e}"));
     let r = f.matches_packet(bytes, addr).expect("evaluates");
@@ -64,6 +64,15 @@ fn eval_all_ways(filter: &str, layer: Layer, bytes: &[u8], addr: &Address) -> bo
         g.matches_packet(bytes, addr),
         Ok(r),
         "{filter}: from object text"
+    );
+    // WinDivert's harness also formats the object and recompiles the text.
+    let formatted = format::format(f.object(), layer);
+    let h = Filter::compile(&formatted, layer)
+        .unwrap_or_else(|e| panic!("{filter} → `{formatted}`: {e}"));
+    assert_eq!(
+        h.matches_packet(bytes, addr),
+        Ok(r),
+        "{filter} → `{formatted}`"
     );
     r
 }

@@ -305,10 +305,9 @@ impl Field {
             | IcmpType | IcmpCode | Icmpv6Type | Icmpv6Code | Protocol | Packet | TcpPayload
             | UdpPayload | Random8 => U8,
             IpLength | IpId | IpChecksum | Ipv6Length | IcmpChecksum | Icmpv6Checksum
-            | TcpSrcPort | TcpDstPort | TcpWindow | TcpChecksum | TcpUrgPtr
-            | TcpPayloadLength | UdpSrcPort | UdpDstPort | UdpLength | UdpChecksum
-            | UdpPayloadLength | LocalPort | RemotePort | Packet16 | TcpPayload16
-            | UdpPayload16 | Random16 => U16,
+            | TcpSrcPort | TcpDstPort | TcpWindow | TcpChecksum | TcpUrgPtr | TcpPayloadLength
+            | UdpSrcPort | UdpDstPort | UdpLength | UdpChecksum | UdpPayloadLength | LocalPort
+            | RemotePort | Packet16 | TcpPayload16 | UdpPayload16 | Random16 => U16,
             _ if self.is_bool() => BOOL,
             _ => U32,
         }

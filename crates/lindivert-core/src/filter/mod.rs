@@ -11,6 +11,7 @@
 
 pub mod compile;
 pub mod ebpf;
+pub mod ebpf_sock;
 pub mod error;
 pub mod eval;
 pub mod fields;
@@ -113,8 +114,8 @@ impl Filter {
         self.flags
     }
 
-    /// `Some(result)` when the filter gives the same result for everything (`true`,
-    /// `false`, `tcp or not tcp` is not detected).
+    /// `Some(result)` when every path through the object ends the same way (`true`,
+    /// `false`, `(tcp? true: true)`); tautologies such as `tcp or not tcp` are not detected.
     pub fn constant(&self) -> Option<bool> {
         self.object.constant_result()
     }
