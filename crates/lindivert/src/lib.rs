@@ -11,6 +11,7 @@ pub mod handle;
 pub mod nfqueue;
 pub mod nftables;
 pub mod pkt;
+pub mod socket;
 pub mod sys;
 
 pub use error::Error;

@@ -587,8 +587,15 @@ fn print(e: &E, ctx: Ctx, layer: Layer, out: &mut String) {
             print(c, Ctx::Top, layer, out);
             out.push_str("? ");
             print(t, Ctx::Top, layer, out);
-            // `1::` glued to `:` would lex as the word `1:::`.
-            if out.ends_with(':') {
+            // A `:` glued to the last word joins it (`:` is a word character): `1::` would
+            // lex as the word `1:::`, and a 39-character IPv6 literal would become a word
+            // over the 39-character limit. Separate the colon in those cases.
+            let last_word = out
+                .chars()
+                .rev()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '_'))
+                .count();
+            if out.ends_with(':') || last_word >= 39 {
                 out.push(' ');
             }
             out.push_str(": ");
@@ -1954,5 +1961,20 @@ mod tests {
             let text = format(&o, layer);
             prop_assert!(!text.is_empty());
         }
+    }
+}
+
+#[cfg(test)]
+mod colon_tests {
+    use crate::filter::Filter;
+    use crate::types::Layer;
+
+    #[test]
+    fn full_ipv6_literal_before_conditional_colon_recompiles() {
+        let text = "(inbound? (zero != 1? ipv6.SrcAddr == 1771:a682:1ea2:1bf1:a87e:12b8:1000:1000 : zero) : not ip.HdrLength)";
+        let f = Filter::compile(text, Layer::Network).unwrap();
+        let formatted = super::format(f.object(), Layer::Network);
+        let back = Filter::compile(&formatted, Layer::Network);
+        assert!(back.is_ok(), "{formatted}: {:?}", back.err());
     }
 }

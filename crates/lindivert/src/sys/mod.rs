@@ -2,9 +2,11 @@
 //! Every `unsafe` block of lindivert lives under this module, each with a `// SAFETY:` note.
 pub mod attr;
 pub mod bpf;
+pub mod cgroup;
 pub mod netlink;
 pub mod netns;
 pub mod nfnl;
 pub mod poll;
 pub mod raw;
+pub mod ringbuf;
 pub mod time;
