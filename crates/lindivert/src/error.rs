@@ -40,6 +40,9 @@ pub enum Error {
     /// Nothing more to receive after `shutdown(Recv)`, or sending after `shutdown(Send)`
     /// (WinDivert: ERROR_NO_DATA).
     NoData,
+    /// A send with `impostor` set would decrement the TTL/hop limit to 0
+    /// (WinDivert: ERROR_HOST_UNREACHABLE).
+    HopLimitExceeded,
     /// A receive timed out.
     Timeout,
     /// The handle is closed.
@@ -68,6 +71,9 @@ impl fmt::Display for Error {
                 write!(f, "buffer too small: the packet needs {needed} bytes")
             }
             Error::NoData => f.write_str("no data (the handle was shut down)"),
+            Error::HopLimitExceeded => f.write_str(
+                "the impostor packet's TTL/hop limit would reach 0 (host unreachable)",
+            ),
             Error::Timeout => f.write_str("timed out"),
             Error::Closed => f.write_str("the handle is closed"),
             Error::Netlink(e) => write!(f, "{e}"),

@@ -1,388 +1,45 @@
-//! The user-space exact filter check and the hints the rule builder takes from a filter.
+//! A handle's compiled filter: the exact check (`lindivert_core::filter::Filter`, the
+//! complete WinDivert language) and what the rule builder derives from its object for the
+//! in-kernel prefilter:
+//! * the hooks it needs (the core's filter flags);
+//! * native `meta l4proto` / transport port matches that every matching packet satisfies
+//!   (cheap, and they work where the compat `bpf` match is missing);
+//! * the per-hook eBPF socket-filter program (`lindivert_core::filter::ebpf`), exact for
+//!   everything the kernel can see.
 //!
-//! The exact check is `lindivert_core::filter::Filter` (the complete WinDivert language).
-//! For the in-kernel coarse prefilter (`meta l4proto`) a small three-valued evaluator over a
-//! subset of the language (`true`, `false`, `outbound`, `inbound`, `loopback`, `ip`, `ipv6`,
-//! `tcp`, `udp`, `icmp`, `icmpv6`, `tcp/udp.SrcPort/DstPort`, `ip.Protocol`, `localPort`,
-//! `remotePort`, `protocol`, with `and/or/not` and parentheses) derives which protocols can
-//! match; filters outside the subset get no prefilter (every packet of the needed hooks is
-//! queued and checked exactly in user space). The eBPF back end replaces this hint.
+//! The native hints come from a forward reachability walk over the object's decision DAG
+//! with some facts fixed (the transport protocol, a port value): a fact decides the tests it
+//! determines, every other test may go either way, and a hint holds when ACCEPT is
+//! unreachable without it.
 
-use crate::pkt::PktInfo;
+use crate::nftables::{Hook, Match};
+use lindivert_core::filter::compile::compare;
+use lindivert_core::filter::ebpf::{prefilter_program, Direction, Insn, PrefilterContext};
+use lindivert_core::filter::fields::Header;
+use lindivert_core::filter::Value;
+use lindivert_core::filter::{Field, Filter, FilterError, FilterFlags, Jump, Object, Op, Test};
 use lindivert_core::{Address, Layer};
 
-/// A compile error: message and byte position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterSyntaxError {
-    /// What is wrong.
-    pub message: String,
-    /// Byte offset in the filter text.
-    pub position: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    Outbound,
-    Inbound,
-    Loopback,
-    Ip,
-    Ipv6,
-    Tcp,
-    Udp,
-    Icmp,
-    Icmpv6,
-    TcpSrcPort,
-    TcpDstPort,
-    UdpSrcPort,
-    UdpDstPort,
-    Protocol,
-    LocalPort,
-    RemotePort,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Expr {
-    Const(bool),
-    Test(Field, Op, u64),
-    Not(Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
-    Ident(String),
-    Num(u64),
-    Op(Op),
-    And,
-    Or,
-    Not,
-    LParen,
-    RParen,
-}
-
-fn lex(s: &str) -> Result<Vec<(Tok, usize)>, FilterSyntaxError> {
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut out = Vec::new();
-    let err = |m: &str, p: usize| FilterSyntaxError {
-        message: m.to_string(),
-        position: p,
-    };
-    while i < b.len() {
-        let c = b[i];
-        let start = i;
-        if c.is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        let two = b.get(i..i + 2);
-        let tok = match (c, two) {
-            (_, Some(b"&&")) => {
-                i += 2;
-                Tok::And
-            }
-            (_, Some(b"||")) => {
-                i += 2;
-                Tok::Or
-            }
-            (_, Some(b"==")) => {
-                i += 2;
-                Tok::Op(Op::Eq)
-            }
-            (_, Some(b"!=")) => {
-                i += 2;
-                Tok::Op(Op::Ne)
-            }
-            (_, Some(b"<=")) => {
-                i += 2;
-                Tok::Op(Op::Le)
-            }
-            (_, Some(b">=")) => {
-                i += 2;
-                Tok::Op(Op::Ge)
-            }
-            (b'=', _) => {
-                i += 1;
-                Tok::Op(Op::Eq)
-            }
-            (b'<', _) => {
-                i += 1;
-                Tok::Op(Op::Lt)
-            }
-            (b'>', _) => {
-                i += 1;
-                Tok::Op(Op::Gt)
-            }
-            (b'!', _) => {
-                i += 1;
-                Tok::Not
-            }
-            (b'(', _) => {
-                i += 1;
-                Tok::LParen
-            }
-            (b')', _) => {
-                i += 1;
-                Tok::RParen
-            }
-            (c, _) if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' => {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.')
-                {
-                    i += 1;
-                }
-                let w = &s[start..i];
-                if w.as_bytes()[0].is_ascii_digit() {
-                    let v = if let Some(h) = w.strip_prefix("0x").or(w.strip_prefix("0X")) {
-                        u64::from_str_radix(h, 16)
-                    } else {
-                        w.parse()
-                    };
-                    Tok::Num(v.map_err(|_| err("Filter expression contains a bad token", start))?)
-                } else {
-                    match w.to_ascii_lowercase().as_str() {
-                        "and" => Tok::And,
-                        "or" => Tok::Or,
-                        "not" => Tok::Not,
-                        _ => Tok::Ident(w.to_string()),
-                    }
-                }
-            }
-            _ => return Err(err("Filter expression contains a bad token", start)),
-        };
-        out.push((tok, start));
-    }
-    Ok(out)
-}
-
-struct Parser<'a> {
-    toks: &'a [(Tok, usize)],
-    pos: usize,
-    end: usize,
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<&Tok> {
-        self.toks.get(self.pos).map(|t| &t.0)
-    }
-    fn here(&self) -> usize {
-        self.toks.get(self.pos).map(|t| t.1).unwrap_or(self.end)
-    }
-    fn err(&self, m: &str) -> FilterSyntaxError {
-        FilterSyntaxError {
-            message: m.to_string(),
-            position: self.here(),
-        }
-    }
-    fn or(&mut self) -> Result<Expr, FilterSyntaxError> {
-        let mut l = self.and()?;
-        while self.peek() == Some(&Tok::Or) {
-            self.pos += 1;
-            let r = self.and()?;
-            l = Expr::Or(Box::new(l), Box::new(r));
-        }
-        Ok(l)
-    }
-    fn and(&mut self) -> Result<Expr, FilterSyntaxError> {
-        let mut l = self.unary()?;
-        while self.peek() == Some(&Tok::And) {
-            self.pos += 1;
-            let r = self.unary()?;
-            l = Expr::And(Box::new(l), Box::new(r));
-        }
-        Ok(l)
-    }
-    fn unary(&mut self) -> Result<Expr, FilterSyntaxError> {
-        match self.peek() {
-            Some(Tok::Not) => {
-                self.pos += 1;
-                Ok(Expr::Not(Box::new(self.unary()?)))
-            }
-            Some(Tok::LParen) => {
-                self.pos += 1;
-                let e = self.or()?;
-                if self.peek() != Some(&Tok::RParen) {
-                    return Err(self.err("Filter expression parse error"));
-                }
-                self.pos += 1;
-                Ok(e)
-            }
-            Some(Tok::Ident(w)) => {
-                let w = w.to_ascii_lowercase();
-                let at = self.here();
-                self.pos += 1;
-                let field = match w.as_str() {
-                    "true" => return Ok(Expr::Const(true)),
-                    "false" => return Ok(Expr::Const(false)),
-                    "outbound" => Field::Outbound,
-                    "inbound" => Field::Inbound,
-                    "loopback" => Field::Loopback,
-                    "ip" => Field::Ip,
-                    "ipv6" => Field::Ipv6,
-                    "tcp" => Field::Tcp,
-                    "udp" => Field::Udp,
-                    "icmp" => Field::Icmp,
-                    "icmpv6" => Field::Icmpv6,
-                    "tcp.srcport" => Field::TcpSrcPort,
-                    "tcp.dstport" => Field::TcpDstPort,
-                    "udp.srcport" => Field::UdpSrcPort,
-                    "udp.dstport" => Field::UdpDstPort,
-                    "ip.protocol" | "protocol" => Field::Protocol,
-                    "localport" => Field::LocalPort,
-                    "remoteport" => Field::RemotePort,
-                    _ => {
-                        return Err(FilterSyntaxError {
-                            message: "Filter expression contains a bad token (not supported by the interim filter subset)".into(),
-                            position: at,
-                        })
-                    }
-                };
-                if let Some(Tok::Op(op)) = self.peek().cloned() {
-                    self.pos += 1;
-                    match self.peek() {
-                        Some(Tok::Num(v)) => {
-                            let v = *v;
-                            self.pos += 1;
-                            Ok(Expr::Test(field, op, v))
-                        }
-                        _ => Err(self.err("Filter expression parse error")),
-                    }
-                } else {
-                    Ok(Expr::Test(field, Op::Ne, 0))
-                }
-            }
-            _ => Err(self.err("Filter expression parse error")),
-        }
-    }
-}
-
-/// What the evaluator looks at.
-#[derive(Debug, Clone, Copy, Default)]
-struct View {
-    outbound: Option<bool>,
-    loopback: Option<bool>,
-    v6: Option<bool>,
-    proto: Option<u8>,
-    sport: Option<u16>,
-    dport: Option<u16>,
-}
-
-fn field_value(f: Field, v: &View) -> Option<u64> {
-    let b = |x: Option<bool>| x.map(|x| x as u64);
-    let proto_is = |p: u8| v.proto.map(|x| (x == p) as u64);
-    let port = |p: u8, x: Option<u16>| match v.proto {
-        Some(q) if q == p => x.map(|x| x as u64),
-        Some(_) => Some(0),
-        None => None,
-    };
-    match f {
-        Field::Outbound => b(v.outbound),
-        Field::Inbound => b(v.outbound.map(|o| !o)),
-        Field::Loopback => b(v.loopback),
-        Field::Ip => b(v.v6.map(|x| !x)),
-        Field::Ipv6 => b(v.v6),
-        Field::Tcp => proto_is(6),
-        Field::Udp => proto_is(17),
-        Field::Icmp => match (v.proto, v.v6) {
-            (Some(p), Some(six)) => Some((p == 1 && !six) as u64),
-            _ => None,
-        },
-        Field::Icmpv6 => match (v.proto, v.v6) {
-            (Some(p), Some(six)) => Some((p == 58 && six) as u64),
-            _ => None,
-        },
-        Field::TcpSrcPort => port(6, v.sport),
-        Field::TcpDstPort => port(6, v.dport),
-        Field::UdpSrcPort => port(17, v.sport),
-        Field::UdpDstPort => port(17, v.dport),
-        Field::Protocol => v.proto.map(|p| p as u64),
-        Field::LocalPort | Field::RemotePort => {
-            let local = match v.outbound? {
-                true => v.sport,
-                false => v.dport,
-            };
-            let remote = match v.outbound? {
-                true => v.dport,
-                false => v.sport,
-            };
-            match v.proto {
-                Some(6) | Some(17) => {
-                    if f == Field::LocalPort {
-                        local.map(|x| x as u64)
-                    } else {
-                        remote.map(|x| x as u64)
-                    }
-                }
-                Some(_) => Some(0),
-                None => None,
-            }
-        }
-    }
-}
-
-/// Three-valued evaluation: `None` = unknown.
-fn eval(e: &Expr, v: &View) -> Option<bool> {
-    match e {
-        Expr::Const(c) => Some(*c),
-        Expr::Test(f, op, k) => {
-            let x = field_value(*f, v)?;
-            Some(match op {
-                Op::Eq => x == *k,
-                Op::Ne => x != *k,
-                Op::Lt => x < *k,
-                Op::Le => x <= *k,
-                Op::Gt => x > *k,
-                Op::Ge => x >= *k,
-            })
-        }
-        Expr::Not(a) => eval(a, v).map(|x| !x),
-        Expr::And(a, b) => match (eval(a, v), eval(b, v)) {
-            (Some(false), _) | (_, Some(false)) => Some(false),
-            (Some(true), Some(true)) => Some(true),
-            _ => None,
-        },
-        Expr::Or(a, b) => match (eval(a, v), eval(b, v)) {
-            (Some(true), _) | (_, Some(true)) => Some(true),
-            (Some(false), Some(false)) => Some(false),
-            _ => None,
-        },
-    }
-}
-
-/// A compiled filter for one layer: the exact core filter plus the prefilter hint.
+/// A compiled filter for one layer.
 #[derive(Debug, Clone)]
 pub struct PacketFilter {
-    exact: lindivert_core::filter::Filter,
-    hint: Option<Hint>,
+    exact: Filter,
 }
 
+/// Transport protocols the native prefilter distinguishes (`None` = any other).
+const PROTOCOLS: [u8; 4] = [6, 17, 1, 58];
+
 impl PacketFilter {
-    /// Compile `text` for `layer` with the core's compiler.
-    pub fn compile(text: &str, layer: Layer) -> Result<PacketFilter, FilterSyntaxError> {
-        let exact = lindivert_core::filter::Filter::compile(text, layer).map_err(|e| {
-            FilterSyntaxError {
-                message: if e.detail.is_empty() {
-                    e.kind.message().to_string()
-                } else {
-                    format!("{}: {}", e.kind.message(), e.detail)
-                },
-                position: e.pos,
-            }
-        })?;
+    /// Compile `text` (filter text or `@WinDiv_…` object text) for `layer`.
+    pub fn compile(text: &str, layer: Layer) -> Result<PacketFilter, FilterError> {
         Ok(PacketFilter {
-            exact,
-            hint: Hint::compile(text, layer).ok(),
+            exact: Filter::compile(text, layer)?,
         })
+    }
+
+    /// The core filter.
+    pub fn exact(&self) -> &Filter {
+        &self.exact
     }
 
     /// The layer it was compiled for.
@@ -400,238 +57,230 @@ impl PacketFilter {
 
     /// Whether some packet in this direction could match (to choose hooks).
     pub fn may_match_direction(&self, outbound: bool) -> bool {
-        use lindivert_core::filter::FilterFlags;
-        let f = self.exact.flags();
-        let flag = if outbound {
+        self.exact.flags().contains(if outbound {
             FilterFlags::OUTBOUND
         } else {
             FilterFlags::INBOUND
-        };
-        f.contains(flag)
-            && self
-                .hint
-                .as_ref()
-                .is_none_or(|h| h.may_match_direction(outbound))
-    }
-
-    /// Whether the filter can never match.
-    pub fn is_never(&self) -> bool {
-        self.exact.constant() == Some(false)
-    }
-
-    /// The transport protocols some matching packet can have, or `None` if unknown / any.
-    pub fn l4_protocols(&self) -> Option<Vec<u8>> {
-        self.hint.as_ref()?.l4_protocols()
-    }
-
-    /// A port every matching packet must have: `(protocol, offset in the transport header
-    /// (0 = source, 2 = destination), port)`, from a top-level `and` of the filter.
-    pub fn required_port(&self) -> Option<(u8, u32, u16)> {
-        self.hint.as_ref()?.required_port()
-    }
-}
-
-/// The subset evaluator used for prefilter hints.
-#[derive(Debug, Clone)]
-pub struct Hint {
-    expr: Expr,
-    layer: Layer,
-}
-
-impl Hint {
-    /// Parse `text` if it lies in the subset.
-    pub fn compile(text: &str, layer: Layer) -> Result<Hint, FilterSyntaxError> {
-        if text.len() > 16 * 1024 {
-            return Err(FilterSyntaxError {
-                message: "Filter expression too long".into(),
-                position: 0,
-            });
-        }
-        let toks = lex(text)?;
-        let mut p = Parser {
-            toks: &toks,
-            pos: 0,
-            end: text.len(),
-        };
-        let expr = p.or()?;
-        if p.pos != toks.len() {
-            return Err(p.err("Filter expression parse error"));
-        }
-        if layer == Layer::NetworkForward {
-            let mut uses_dir = false;
-            walk(&expr, &mut |f| {
-                uses_dir |= matches!(
-                    f,
-                    Field::Outbound
-                        | Field::Inbound
-                        | Field::Loopback
-                        | Field::LocalPort
-                        | Field::RemotePort
-                )
-            });
-            if uses_dir {
-                return Err(FilterSyntaxError {
-                    message: "Filter expression contains a bad token for layer".into(),
-                    position: 0,
-                });
-            }
-        }
-        Ok(Hint { expr, layer })
-    }
-
-    /// The layer it was parsed for.
-    pub fn layer(&self) -> Layer {
-        self.layer
-    }
-
-    /// Whether the packet with this address matches (subset semantics).
-    pub fn matches(&self, p: &PktInfo, addr: &Address) -> bool {
-        let v = View {
-            outbound: Some(addr.outbound),
-            loopback: Some(addr.loopback),
-            v6: Some(p.v6),
-            proto: Some(p.proto),
-            sport: Some(p.sport),
-            dport: Some(p.dport),
-        };
-        eval(&self.expr, &v).unwrap_or(false)
-    }
-
-    /// Whether some packet in this direction could match (to choose hooks).
-    pub fn may_match_direction(&self, outbound: bool) -> bool {
-        let v = View {
-            outbound: Some(outbound),
-            ..View::default()
-        };
-        eval(&self.expr, &v) != Some(false)
-    }
-
-    /// Whether the filter can never match.
-    pub fn is_never(&self) -> bool {
-        eval(&self.expr, &View::default()) == Some(false)
-            || (!self.may_match_direction(true) && !self.may_match_direction(false))
-    }
-
-    /// The transport protocols some matching packet can have, or `None` if any protocol
-    /// can match (for the in-kernel `meta l4proto` prefilter).
-    pub fn l4_protocols(&self) -> Option<Vec<u8>> {
-        // 253 stands for "some other protocol"
-        let mut out = Vec::new();
-        for p in [6u8, 17, 1, 58, 253] {
-            let v = View {
-                proto: Some(p),
-                ..View::default()
-            };
-            if eval(&self.expr, &v) != Some(false) {
-                if p == 253 {
-                    return None;
-                }
-                out.push(p);
-            }
-        }
-        Some(out)
-    }
-
-    /// A port every matching packet must have (see [`PacketFilter::required_port`]).
-    pub fn required_port(&self) -> Option<(u8, u32, u16)> {
-        fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
-            match e {
-                Expr::And(a, b) => {
-                    conjuncts(a, out);
-                    conjuncts(b, out);
-                }
-                other => out.push(other),
-            }
-        }
-        let mut cs = Vec::new();
-        conjuncts(&self.expr, &mut cs);
-        cs.iter().find_map(|c| match c {
-            Expr::Test(f, Op::Eq, v) if *v != 0 && *v <= 0xffff => {
-                let port = *v as u16;
-                match f {
-                    Field::TcpSrcPort => Some((6, 0, port)),
-                    Field::TcpDstPort => Some((6, 2, port)),
-                    Field::UdpSrcPort => Some((17, 0, port)),
-                    Field::UdpDstPort => Some((17, 2, port)),
-                    _ => None,
-                }
-            }
-            _ => None,
         })
     }
-}
 
-fn walk(e: &Expr, f: &mut dyn FnMut(Field)) {
-    match e {
-        Expr::Const(_) => {}
-        Expr::Test(x, _, _) => f(*x),
-        Expr::Not(a) => walk(a, f),
-        Expr::And(a, b) | Expr::Or(a, b) => {
-            walk(a, f);
-            walk(b, f);
+    /// Whether the filter can never match.
+    pub fn is_never(&self) -> bool {
+        self.exact.constant() == Some(false) || self.exact.flags().is_empty()
+    }
+
+    /// Whether the filter matches every packet (no prefilter needed).
+    pub fn is_always(&self) -> bool {
+        self.exact.constant() == Some(true)
+    }
+
+    /// The transport protocols a matching packet can have, or `None` if any.
+    pub fn l4_protocols(&self) -> Option<Vec<u8>> {
+        let obj = self.exact.object();
+        if accept_reachable(obj, |t| protocol_fact(t, None)) {
+            return None;
+        }
+        Some(
+            PROTOCOLS
+                .into_iter()
+                .filter(|&p| accept_reachable(obj, |t| protocol_fact(t, Some(p))))
+                .collect(),
+        )
+    }
+
+    /// A port every matching packet has: `(protocol, offset in the transport header
+    /// (0 = source, 2 = destination), port)`.
+    pub fn required_port(&self) -> Option<(u8, u32, u16)> {
+        let protos = self.l4_protocols()?;
+        let [p] = protos[..] else { return None };
+        let obj = self.exact.object();
+        let candidates = obj.tests.iter().filter_map(|t| {
+            let (proto, off) = port_field(t.field)?;
+            let v = u16::try_from(t.value.mag).ok().filter(|_| !t.value.neg)?;
+            (proto == p && t.op == Op::Eq).then_some((t.field, off, v))
+        });
+        for (field, off, port) in candidates {
+            let other = Value::pos(u128::from(port) + 1);
+            let unreachable = !accept_reachable(obj, |t| {
+                if t.field == field {
+                    // "the port is not `port`": decided for == and != against `port`
+                    match t.op {
+                        Op::Eq | Op::Neq if t.value == Value::pos(u128::from(port)) => {
+                            Some(compare(other, t.op, t.value))
+                        }
+                        _ => None,
+                    }
+                } else {
+                    protocol_fact(t, Some(p))
+                }
+            });
+            if unreachable {
+                return Some((p, off, port));
+            }
+        }
+        None
+    }
+
+    /// The native prefilter alternatives (see [`crate::nftables::ChainSpec::prefilter`]).
+    pub fn native_prefilter(&self) -> Vec<Vec<Match>> {
+        if self.is_never() {
+            return vec![vec![Match::L4Proto(255)]]; // reserved protocol: never queued
+        }
+        if let Some((proto, offset, port)) = self.required_port() {
+            return vec![vec![Match::L4Proto(proto), Match::Port { offset, port }]];
+        }
+        match self.l4_protocols() {
+            Some(ps) if ps.is_empty() => vec![vec![Match::L4Proto(255)]],
+            Some(ps) => ps.into_iter().map(|p| vec![Match::L4Proto(p)]).collect(),
+            None => Vec::new(),
         }
     }
+
+    /// The eBPF prefilter for the chain on `hook` (an `inet` chain: IP version unknown).
+    pub fn prefilter_program(&self, hook: Hook) -> Vec<Insn> {
+        let (direction, loopback) = match hook {
+            Hook::Output => (Direction::Outbound, None),
+            // inbound loopback is skipped before the prefilter runs
+            Hook::Input => (Direction::Inbound, Some(false)),
+            Hook::Forward => (Direction::Forward, Some(false)),
+        };
+        let ctx = PrefilterContext {
+            layer: self.layer(),
+            direction,
+            ip_version: None,
+            loopback,
+        };
+        prefilter_program(self.exact.object(), ctx)
+    }
+}
+
+fn port_field(f: Field) -> Option<(u8, u32)> {
+    match f {
+        Field::TcpSrcPort => Some((6, 0)),
+        Field::TcpDstPort => Some((6, 2)),
+        Field::UdpSrcPort => Some((17, 0)),
+        Field::UdpDstPort => Some((17, 2)),
+        _ => None,
+    }
+}
+
+/// What "the final transport protocol is `p`" (`None`: none of [`PROTOCOLS`]) decides
+/// about test `t`.
+fn protocol_fact(t: &Test, p: Option<u8>) -> Option<bool> {
+    let absent = |t: &Test| Some(compare(Value::pos(0), t.op, t.value));
+    let header = |proto: u8| p != Some(proto);
+    match t.field {
+        Field::Tcp if header(6) => absent(t),
+        Field::Udp if header(17) => absent(t),
+        Field::Icmp if header(1) => absent(t),
+        Field::Icmpv6 if header(58) => absent(t),
+        Field::IpProtocol => match p {
+            // ip.Protocol is the final protocol of an IPv4 packet; the test is false on IPv6
+            Some(p) if !compare(Value::pos(u128::from(p)), t.op, t.value) => Some(false),
+            _ => None,
+        },
+        f => match f.needs() {
+            // a test on an absent header is false whatever its operator
+            Some(Header::Tcp) if header(6) => Some(false),
+            Some(Header::Udp) if header(17) => Some(false),
+            Some(Header::Icmp) if header(1) => Some(false),
+            Some(Header::Icmpv6) if header(58) => Some(false),
+            _ => None,
+        },
+    }
+}
+
+/// Whether ACCEPT is reachable from the entry when `known` decides some tests and every
+/// other test may go either way (a forward walk: jumps only go forward).
+fn accept_reachable(obj: &Object, known: impl Fn(&Test) -> Option<bool>) -> bool {
+    let n = obj.tests.len();
+    let mut reach = vec![false; n];
+    match reach.first_mut() {
+        Some(r) => *r = true,
+        None => return true,
+    }
+    for i in 0..n {
+        if !reach[i] {
+            continue;
+        }
+        let t = &obj.tests[i];
+        let (a, b) = match known(t) {
+            Some(true) => (Some(t.success), None),
+            Some(false) => (Some(t.failure), None),
+            None => (Some(t.success), Some(t.failure)),
+        };
+        for j in [a, b].into_iter().flatten() {
+            match j {
+                Jump::Accept => return true,
+                Jump::Reject => {}
+                Jump::Test(k) if usize::from(k) > i && usize::from(k) < n => {
+                    reach[usize::from(k)] = true
+                }
+                // malformed (backward or out of range): assume the worst
+                Jump::Test(_) => return true,
+            }
+        }
+    }
+    false
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn info(proto: u8, sport: u16, dport: u16) -> PktInfo {
-        PktInfo {
-            v6: false,
-            ip_len: 40,
-            proto,
-            l4_off: 20,
-            src: [0; 16],
-            dst: [0; 16],
-            sport,
-            dport,
-            fragment: false,
-            later_fragment: false,
-        }
+    fn f(s: &str) -> PacketFilter {
+        PacketFilter::compile(s, Layer::Network).unwrap()
     }
 
     #[test]
-    fn subset_evaluates() {
-        let f = Hint::compile("outbound and udp.DstPort == 5000", Layer::Network).unwrap();
-        let out = Address::network(true);
-        let inb = Address::network(false);
-        assert!(f.matches(&info(17, 1, 5000), &out));
-        assert!(!f.matches(&info(17, 1, 5000), &inb));
-        assert!(!f.matches(&info(6, 1, 5000), &out));
-        assert!(f.may_match_direction(true));
-        assert!(!f.may_match_direction(false));
-        assert_eq!(f.l4_protocols(), Some(vec![17]));
-        assert_eq!(f.required_port(), Some((17, 2, 5000)));
-        let h = Hint::compile("tcp.SrcPort == 80 or udp", Layer::Network).unwrap();
-        assert_eq!(h.required_port(), None);
-        let h = Hint::compile("ip and (tcp.SrcPort == 80 and outbound)", Layer::Network).unwrap();
-        assert_eq!(h.required_port(), Some((6, 0, 80)));
-        let t = Hint::compile("true", Layer::Network).unwrap();
-        assert_eq!(t.l4_protocols(), None);
-        let g = Hint::compile("(tcp || udp) && !(udp.DstPort = 53)", Layer::Network).unwrap();
-        assert!(g.matches(&info(6, 1, 53), &out));
-        assert!(!g.matches(&info(17, 1, 53), &out));
+    fn hints_from_the_object() {
+        let a = f("outbound and udp.DstPort == 5000");
+        assert!(a.may_match_direction(true) && !a.may_match_direction(false));
+        assert_eq!(a.l4_protocols(), Some(vec![17]));
+        assert_eq!(a.required_port(), Some((17, 2, 5000)));
+        assert_eq!(f("tcp.SrcPort == 80 or udp").required_port(), None);
+        assert_eq!(
+            f("ip and (tcp.SrcPort == 80 and outbound)").required_port(),
+            Some((6, 0, 80))
+        );
+        assert_eq!(
+            f("tcp.DstPort == 80 or tcp.DstPort == 81").required_port(),
+            None
+        );
+        assert_eq!(f("true").l4_protocols(), None);
+        assert!(f("true").is_always());
+        let g = f("(tcp || udp) && (udp.DstPort == 53 ? false : true)");
         assert_eq!(g.l4_protocols(), Some(vec![6, 17]));
-        assert!(Hint::compile("false", Layer::Network).unwrap().is_never());
-        let exact = PacketFilter::compile("outbound and tcp.Syn", Layer::Network).unwrap();
-        assert!(exact.may_match_direction(true) && !exact.may_match_direction(false));
-        assert_eq!(exact.l4_protocols(), None);
-        assert!(PacketFilter::compile("false", Layer::Network)
-            .unwrap()
-            .is_never());
+        assert_eq!(g.required_port(), None);
+        assert_eq!(f("tcp.Syn").l4_protocols(), Some(vec![6]));
+        assert_eq!(f("ip.Protocol == 17").l4_protocols(), None);
+        assert_eq!(
+            f("icmp or icmpv6.Type == 128").l4_protocols(),
+            Some(vec![1, 58])
+        );
+        assert_eq!(f("not tcp").l4_protocols(), None);
+        assert!(f("false").is_never());
+        assert_eq!(
+            f("false").native_prefilter(),
+            vec![vec![Match::L4Proto(255)]]
+        );
+        assert_eq!(
+            f("udp.DstPort == 5555 and udp.Payload[0] == 0x41").native_prefilter(),
+            vec![vec![
+                Match::L4Proto(17),
+                Match::Port {
+                    offset: 2,
+                    port: 5555
+                }
+            ]]
+        );
+        let o = f("outbound and tcp.Syn");
+        assert!(o.may_match_direction(true) && !o.may_match_direction(false));
     }
 
     #[test]
     fn errors_have_positions() {
-        let e = Hint::compile("udp and bogus.Field == 1", Layer::Network).unwrap_err();
-        assert_eq!(e.position, 8);
-        let e = Hint::compile("udp and (tcp", Layer::Network).unwrap_err();
-        assert_eq!(e.position, 12);
-        let e = Hint::compile("udp $", Layer::Network).unwrap_err();
-        assert_eq!(e.position, 4);
         let e = PacketFilter::compile("udp and bogus.Field == 1", Layer::Network).unwrap_err();
-        assert_eq!(e.position, 8);
+        assert_eq!(e.pos, 8);
     }
 }

@@ -6,6 +6,12 @@
 //! to an nfnetlink_queue bound by this handle. A received packet stays in the kernel queue
 //! until [`Handle::send`] gives the verdict ACCEPT with the (possibly modified) bytes.
 //!
+//! In-kernel prefilter: every chain carries, in front of the NFQUEUE target, the native
+//! `meta l4proto`/port matches every matching packet satisfies and the compat xtables `bpf`
+//! match with the eBPF program `lindivert_core::filter::ebpf::prefilter_program` generates for
+//! that hook, so packets that cannot match never leave the kernel (if the `bpf` match is
+//! unavailable, the native matches alone). User space re-checks every packet exactly.
+//!
 //! Matching a sent packet to its queued original: the library keeps, per flow identity
 //! (version, addresses, protocol, ports), a FIFO of queued packet ids with a hash of their
 //! original bytes. A send takes the queued packet of its flow whose original bytes are equal,
@@ -13,16 +19,31 @@
 //! changed bytes an ACCEPT with the new payload (checksums repaired where the address's
 //! checksum bits are 0). A send that matches no queued packet (new, duplicated, or with
 //! rewritten addresses/ports) is injected as a new packet through a raw socket carrying the
-//! handle's injection mark, which chains of this and higher priorities skip. A queued packet
-//! that is never sent is dropped after QUEUE_TIME (counted as expired); expiry is checked
-//! whenever the handle is used (recv, send, poll via recv with a timeout, close).
+//! handle's injection mark, which chains of this and higher priorities skip (at
+//! NETWORK_FORWARD too: the new packet is routed like a locally generated one). A send with
+//! `impostor` set decrements the TTL/hop limit first and fails with
+//! [`Error::HopLimitExceeded`] if it would reach 0.
 //!
-//! SNIFF: a worker thread of the handle copies matching packets into the receive buffer
-//! and accepts them at once (the packet is never held, whether or not the application calls
-//! `recv`). DROP: the same worker drops matching packets and accepts the rest (the exact
-//! filter runs in user space). Divert handles have no worker: packets are read and
-//! non-matching ones accepted inside `recv`/`send`, so with a coarse in-kernel prefilter,
-//! queued non-matching packets wait until the application next calls `recv`.
+//! Queues (WinDivert semantics): matching packets wait in the handle's receive queue, at
+//! most QUEUE_LENGTH packets and QUEUE_SIZE bytes (each packet counted with
+//! [`PACKET_OVERHEAD`] bytes of bookkeeping, like WinDivert's internal packet size); when
+//! full, the *oldest* waiting packet is dropped (verdict DROP) and counted in
+//! [`Stats::dropped`]. A diverted packet that is not sent within QUEUE_TIME of its capture
+//! is dropped and counted in [`Stats::expired`] (a later send injects it as a new packet).
+//!
+//! Every handle has a worker thread. While the application is busy in `recv`/`send` (it
+//! called one within the last few milliseconds) the worker stays asleep and the calling
+//! thread reads the queue socket itself (no hand-off on the fast path); when the
+//! application is idle, the worker reads the socket: it accepts non-matching packets at
+//! once (those a coarse prefilter let through), buffers matching ones (and accepts SNIFF
+//! copies / drops for DROP handles), enforces the queue limits and QUEUE_TIME. So traffic
+//! that does not match never waits for the application.
+//!
+//! FRAGMENTS: at NF_INET_LOCAL_IN, IPv4 is always reassembled by the stack before the hook
+//! (`ip_local_deliver`), and IPv6 when `nf_defrag_ipv6` is active in the namespace (it is
+//! loaded with conntrack); otherwise IPv6 fragments are seen one by one. lindivert accepts
+//! the flag and reports what the hook sees; outbound and forwarded packets are always seen
+//! as the stack sends them (see docs/DIFFERENCES.md).
 
 use crate::error::Error;
 use crate::filter::PacketFilter;
@@ -30,24 +51,40 @@ use crate::nfqueue::{self, Queue, QueueConfig, QueueMsg, QueuedPacket, Verdicts}
 use crate::nftables::{self, Action, ChainSpec, Hook, Match, OwnerTable};
 use crate::pkt;
 use crate::sys::attr::messages;
+use crate::sys::bpf::{prog_load, ProgType, LICENSE};
 use crate::sys::netns::NetNs;
 use crate::sys::poll::{Epoll, EventFlag};
 use crate::sys::raw::RawIpSocket;
 use crate::sys::time::monotonic_ns;
 use lindivert_core::address::NetworkData;
+use lindivert_core::packet::decrement_ttl;
 use lindivert_core::types::{Param, Shutdown, BATCH_MAX};
 use lindivert_core::{Address, Flags, Layer, LayerData};
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Seek};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 static HANDLE_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Bytes of bookkeeping counted per queued packet against QUEUE_SIZE (the address plus the
+/// queue entry), as WinDivert counts its internal packet size rather than the raw bytes.
+pub const PACKET_OVERHEAD: usize = 128;
+
+/// The application counts as busy for this long after a `recv`/`send` call; meanwhile the
+/// worker leaves the queue socket to it.
+const BUSY_NS: i64 = 5_000_000;
+
+/// The kernel queue's maximum length for a receive queue of `queue_length` packets: room
+/// for the packets the application has received but not sent yet as well.
+fn kernel_maxlen(queue_length: u64) -> u32 {
+    (queue_length * 2).max(8192) as u32
+}
 
 /// Per-handle counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,7 +95,8 @@ pub struct Stats {
     pub sent: u64,
     /// Of `sent`, packets injected as new packets (no queued original).
     pub injected: u64,
-    /// Packets dropped because the queue was full (kernel queue length, or QUEUE_SIZE).
+    /// Packets dropped because the queue was full (QUEUE_LENGTH or QUEUE_SIZE: the oldest
+    /// waiting packet is dropped; or the kernel queue overflowed).
     pub dropped: u64,
     /// Packets dropped because they were not sent within QUEUE_TIME.
     pub expired: u64,
@@ -73,6 +111,7 @@ pub struct OpenOptions {
     flags: Flags,
     netns: Option<PathBuf>,
     gso: bool,
+    ebpf: bool,
 }
 
 impl OpenOptions {
@@ -85,6 +124,7 @@ impl OpenOptions {
             flags: Flags::NONE,
             netns: None,
             gso: true,
+            ebpf: true,
         }
     }
 
@@ -123,6 +163,14 @@ impl OpenOptions {
     /// packets.
     pub fn gso(mut self, on: bool) -> Self {
         self.gso = on;
+        self
+    }
+
+    /// Whether to attach the eBPF prefilter in the kernel (default true; when false, or when
+    /// the kernel lacks the compat `bpf` match, only the native protocol/port matches run
+    /// in the kernel and user space checks everything else).
+    pub fn ebpf_prefilter(mut self, on: bool) -> Self {
+        self.ebpf = on;
         self
     }
 
@@ -183,10 +231,12 @@ struct Inner {
     received: AtomicU64,
     sent: AtomicU64,
     injected: AtomicU64,
-    dropped_size: AtomicU64,
+    dropped: AtomicU64,
     expired: AtomicU64,
     proc_queue: Mutex<Option<File>>,
     table_name: String,
+    ebpf: bool,
+    last_activity: AtomicI64,
 }
 
 /// An open divert handle. Dropping it closes it gracefully.
@@ -231,8 +281,8 @@ impl Handle {
         }
         let filter =
             PacketFilter::compile(&o.filter, o.layer).map_err(|e| Error::InvalidFilter {
-                message: e.message,
-                position: e.position,
+                message: e.to_string(),
+                position: e.pos,
             })?;
         if has_capability(12) == Some(false) {
             return Err(Error::PermissionDenied {
@@ -251,7 +301,7 @@ impl Handle {
         let table_name = format!("lindivert_{pid}_{n}");
         let mark = nftables::injection_mark(o.priority);
         let qcfg = QueueConfig {
-            maxlen: Param::QueueLength.default_value() as u32,
+            maxlen: kernel_maxlen(Param::QueueLength.default_value()),
             gso: o.gso,
             fail_open: false,
             rcvbuf: 32 << 20,
@@ -262,6 +312,7 @@ impl Handle {
         let candidates = (0..1024u16).map(move |i| start.wrapping_add(i));
         let layer = o.layer;
         let filter2 = filter.clone();
+        let use_ebpf = o.ebpf;
         let build = move || -> Result<_, Error> {
             let queue = Queue::bind_any(candidates, &qcfg).map_err(Error::from_netlink)?;
             let hooks: Vec<Hook> = match layer {
@@ -277,38 +328,66 @@ impl Handle {
                     v
                 }
             };
-            let prefilter: Vec<Vec<Match>> = if filter2.is_never() {
-                vec![vec![Match::L4Proto(255)]] // reserved protocol: never queued
-            } else if let Some((proto, offset, port)) = filter2.required_port() {
-                vec![vec![Match::L4Proto(proto), Match::Port { offset, port }]]
-            } else {
-                match filter2.l4_protocols() {
-                    Some(ps) if ps.is_empty() => vec![vec![Match::L4Proto(255)]],
-                    Some(ps) => ps.into_iter().map(|p| vec![Match::L4Proto(p)]).collect(),
-                    None => Vec::new(),
-                }
-            };
-            let chains: Vec<ChainSpec> = hooks
+            let native = filter2.native_prefilter();
+            // The eBPF prefilter: one program per hook (the direction is known there). The
+            // rule takes its own reference; our descriptors close once the table exists.
+            let programs: Vec<Option<OwnedFd>> = hooks
                 .iter()
-                .map(|&hook| ChainSpec {
-                    hook,
-                    priority: nftables::chain_priority(o.priority),
-                    skip_mark: Some(mark),
-                    skip_loopback_in: hook == Hook::Input,
-                    prefilter: prefilter.clone(),
-                    action: Action::Queue {
-                        num: queue.num(),
-                        bypass: false,
-                    },
+                .map(|&hook| {
+                    if !use_ebpf || filter2.is_always() || filter2.is_never() {
+                        return None;
+                    }
+                    let prog = filter2.prefilter_program(hook);
+                    prog_load(ProgType::SOCKET_FILTER, &prog, LICENSE, &mut []).ok()
                 })
                 .collect();
-            let table = OwnerTable::create(&table_name, &chains).map_err(Error::from_netlink)?;
+            let chains = |with_bpf: bool| -> Vec<ChainSpec> {
+                hooks
+                    .iter()
+                    .zip(&programs)
+                    .map(|(&hook, prog)| {
+                        let mut prefilter = native.clone();
+                        if let (true, Some(fd)) = (with_bpf, prog) {
+                            let m = Match::BpfFd(fd.as_raw_fd());
+                            if prefilter.is_empty() {
+                                prefilter.push(vec![m]);
+                            } else {
+                                prefilter.iter_mut().for_each(|alt| alt.push(m.clone()));
+                            }
+                        }
+                        ChainSpec {
+                            hook,
+                            priority: nftables::chain_priority(o.priority),
+                            skip_mark: Some(mark),
+                            skip_loopback_in: hook == Hook::Input,
+                            prefilter,
+                            action: Action::Queue {
+                                num: queue.num(),
+                                bypass: false,
+                            },
+                        }
+                    })
+                    .collect()
+            };
+            let with_bpf = programs.iter().any(Option::is_some);
+            let table = match OwnerTable::create(&table_name, &chains(with_bpf)) {
+                Ok(t) => (t, with_bpf),
+                // the compat bpf match may be missing (CONFIG_NETFILTER_XT_MATCH_BPF): fall
+                // back to the native matches; user space checks every packet exactly
+                Err(_) if with_bpf => (
+                    OwnerTable::create(&table_name, &chains(false))
+                        .map_err(Error::from_netlink)?,
+                    false,
+                ),
+                Err(e) => return Err(Error::from_netlink(e)),
+            };
+            drop(programs);
             let raw4 = RawIpSocket::open(false, mark).ok();
             let raw6 = RawIpSocket::open(true, mark).ok();
             let proc_queue = File::open("/proc/thread-self/net/netfilter/nfnetlink_queue").ok();
             Ok((queue, table, raw4, raw6, proc_queue, table_name))
         };
-        let (queue, table, raw4, raw6, proc_queue, table_name) = match &ns {
+        let (queue, (table, ebpf), raw4, raw6, proc_queue, table_name) = match &ns {
             Some(ns) => ns.run(build).map_err(Error::Io)??,
             None => build()?,
         };
@@ -350,21 +429,19 @@ impl Handle {
             received: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             injected: AtomicU64::new(0),
-            dropped_size: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             proc_queue: Mutex::new(proc_queue),
             table_name,
+            ebpf,
+            last_activity: AtomicI64::new(0),
         });
-        let worker = if o.flags.contains(Flags::DROP) || o.flags.contains(Flags::SNIFF) {
-            let w = Arc::clone(&inner);
-            Some(
-                std::thread::Builder::new()
-                    .name("lindivert-pump".into())
-                    .spawn(move || w.pump_worker())?,
-            )
-        } else {
-            None
-        };
+        let w = Arc::clone(&inner);
+        let worker = Some(
+            std::thread::Builder::new()
+                .name("lindivert-pump".into())
+                .spawn(move || w.pump_worker())?,
+        );
         Ok(Handle {
             inner,
             worker: Mutex::new(worker),
@@ -461,7 +538,7 @@ impl Handle {
             .map_err(|e| Error::InvalidParameter(e.to_string()))?;
         match param {
             Param::QueueLength => {
-                self.inner.queue.set_maxlen(value as u32)?;
+                self.inner.queue.set_maxlen(kernel_maxlen(value))?;
                 self.inner.queue_length.store(value, Ordering::Relaxed);
             }
             Param::QueueTime => self.inner.queue_time.store(value, Ordering::Relaxed),
@@ -488,7 +565,7 @@ impl Handle {
             received: i.received.load(Ordering::Relaxed),
             sent: i.sent.load(Ordering::Relaxed),
             injected: i.injected.load(Ordering::Relaxed),
-            dropped: i.kernel_queue_dropped() + i.dropped_size.load(Ordering::Relaxed),
+            dropped: i.kernel_queue_dropped() + i.dropped.load(Ordering::Relaxed),
             expired: i.expired.load(Ordering::Relaxed),
         }
     }
@@ -521,6 +598,12 @@ impl Handle {
     /// The mark this handle's injected packets carry.
     pub fn injection_mark(&self) -> u32 {
         self.inner.mark
+    }
+
+    /// Whether the eBPF prefilter runs in the kernel (false for constant filters, which
+    /// need none, and where the kernel lacks the compat `bpf` match).
+    pub fn ebpf_prefilter(&self) -> bool {
+        self.inner.ebpf
     }
 }
 
@@ -627,7 +710,7 @@ impl Inner {
         if st.closing {
             return accept(st);
         }
-        let Some(info) = pkt::parse(p.payload) else {
+        let Some(info) = lindivert_core::packet::parse(p.payload) else {
             // malformed: never matches, passes (as WinDivert)
             return accept(st);
         };
@@ -644,7 +727,7 @@ impl Inner {
         addr.timestamp = now;
         addr.sniffed = self.flags.contains(Flags::SNIFF);
         addr.loopback = !forward && (p.outdev == 1 || p.indev == 1);
-        addr.ipv6 = info.v6;
+        addr.ipv6 = info.version == 6;
         addr.ip_checksum = true;
         addr.tcp_checksum = csum_ok;
         addr.udp_checksum = csum_ok;
@@ -652,27 +735,14 @@ impl Inner {
             if_idx,
             sub_if_idx: 0,
         });
-        let data = &p.payload[..info.ip_len];
-        if !self.filter.matches(data, &addr) {
+        if !self.filter.exact().matches(&info, &addr) {
             return accept(st);
         }
+        let data = info.bytes;
         if self.flags.contains(Flags::DROP) {
             self.received.fetch_add(1, Ordering::Relaxed);
             st.verdicts.add(qn, p.id, nfqueue::NF_DROP, None, None);
             return;
-        }
-        // QUEUE_SIZE: make room by dropping the oldest buffered packets.
-        let size_limit = self.queue_size.load(Ordering::Relaxed) as usize;
-        while !st.rx.is_empty() && st.rx_bytes + data.len() > size_limit {
-            let old = st.rx.pop_front().unwrap();
-            st.rx_bytes -= old.data.len();
-            if let Some(id) = old.id {
-                if let Some(pd) = st.pending.remove(&id) {
-                    remove_from_flow(&mut st.by_flow, pd.flow, id);
-                    st.verdicts.add(qn, id, nfqueue::NF_DROP, None, None);
-                }
-            }
-            self.dropped_size.fetch_add(1, Ordering::Relaxed);
         }
         let id = if self.flags.contains(Flags::SNIFF) {
             accept(st);
@@ -692,12 +762,37 @@ impl Inner {
             st.expiry.push_back((now + qt, p.id));
             Some(p.id)
         };
-        st.rx_bytes += data.len();
+        st.rx_bytes += data.len() + PACKET_OVERHEAD;
         st.rx.push_back(RxPkt {
             id,
             data: data.to_vec(),
             addr,
         });
+        self.enforce_limits(st);
+    }
+
+    /// QUEUE_LENGTH / QUEUE_SIZE: drop the oldest waiting packets until both hold.
+    fn enforce_limits(&self, st: &mut State) {
+        let max_len = self.queue_length.load(Ordering::Relaxed) as usize;
+        let max_size = self.queue_size.load(Ordering::Relaxed) as usize;
+        while st.rx.len() > max_len || (st.rx.len() > 1 && st.rx_bytes > max_size) {
+            let Some(old) = st.rx.pop_front() else { break };
+            st.rx_bytes -= old.data.len() + PACKET_OVERHEAD;
+            match old.id {
+                Some(id) => {
+                    // (an id no longer pending expired meanwhile: counted there)
+                    if let Some(pd) = st.pending.remove(&id) {
+                        remove_from_flow(&mut st.by_flow, pd.flow, id);
+                        st.verdicts
+                            .add(self.queue.num(), id, nfqueue::NF_DROP, None, None);
+                        self.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                None => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
     }
 
     fn recv_into(
@@ -713,6 +808,7 @@ impl Inner {
             ));
         }
         let deadline = timeout.map(|t| Instant::now() + t);
+        self.last_activity.store(monotonic_ns(), Ordering::Relaxed);
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return Err(Error::Closed);
@@ -731,7 +827,7 @@ impl Inner {
                         if !st.pending.contains_key(&id) {
                             // expired or dropped meanwhile
                             let old = st.rx.pop_front().unwrap();
-                            st.rx_bytes -= old.data.len();
+                            st.rx_bytes -= old.data.len() + PACKET_OVERHEAD;
                             continue;
                         }
                     }
@@ -745,7 +841,7 @@ impl Inner {
                         break;
                     }
                     let p = st.rx.pop_front().unwrap();
-                    st.rx_bytes -= len;
+                    st.rx_bytes -= len + PACKET_OVERHEAD;
                     buf[used..used + len].copy_from_slice(&p.data);
                     used += len;
                     addrs.push(p.addr);
@@ -795,6 +891,7 @@ impl Inner {
             return Err(Error::NoData);
         }
         let qn = self.queue.num();
+        self.last_activity.store(monotonic_ns(), Ordering::Relaxed);
         let mut st = self.lock();
         self.expire(&mut st, monotonic_ns());
         let mut off = 0;
@@ -819,27 +916,31 @@ impl Inner {
             }
             let bytes = &rest[..declared];
             off += declared;
-            let Some(info) = pkt::parse(bytes) else {
+            let Some(info) = lindivert_core::packet::parse(bytes) else {
                 return Err(Error::InvalidParameter("malformed IP packet".into()));
             };
             let flow = pkt::flow_key(&info);
             let hash = pkt::bytes_hash(bytes);
+            let mut ttl_copy = None;
+            if addr.impostor {
+                let mut v = bytes.to_vec();
+                if !decrement_ttl(&mut v) {
+                    last_err = Some(Error::HopLimitExceeded);
+                    continue;
+                }
+                ttl_copy = Some(v);
+            }
             let fix = !addr.ip_checksum || !addr.tcp_checksum || !addr.udp_checksum;
             let fixed = || {
-                let mut v = bytes.to_vec();
+                let mut v = ttl_copy.clone().unwrap_or_else(|| bytes.to_vec());
                 if fix {
-                    pkt::fix_checksums(
-                        &mut v,
-                        !addr.ip_checksum,
-                        !addr.tcp_checksum,
-                        !addr.udp_checksum,
-                    );
+                    pkt::repair_checksums(&mut v, addr);
                 }
                 v
             };
             match take_queued(&mut st, flow, hash) {
                 Some((id, p)) => {
-                    if p.hash == hash && p.len == bytes.len() {
+                    if p.hash == hash && p.len == bytes.len() && ttl_copy.is_none() {
                         st.verdicts.add(qn, id, nfqueue::NF_ACCEPT, None, None);
                     } else {
                         let v = fixed();
@@ -849,7 +950,7 @@ impl Inner {
                 }
                 None => {
                     let v = fixed();
-                    let sock = if info.v6 { &self.raw6 } else { &self.raw4 };
+                    let sock = if info.version == 6 { &self.raw6 } else { &self.raw4 };
                     match sock.as_ref().map(|s| s.send_packet(&v)) {
                         Some(Ok(_)) => {
                             self.sent.fetch_add(1, Ordering::Relaxed);
@@ -873,16 +974,37 @@ impl Inner {
         }
     }
 
-    /// DROP and SNIFF handles: give verdicts without waiting for the application (drop or
-    /// accept after copying), so traffic never waits for `recv`.
+    /// The worker: while the application is idle, read the queue socket (verdicts for
+    /// non-matching packets, SNIFF copies and DROP handles right away), enforce QUEUE_TIME.
     fn pump_worker(&self) {
+        let drop_handle = self.flags.contains(Flags::DROP);
         while !self.closed.load(Ordering::Acquire) {
-            let _ = self
+            let now = monotonic_ns();
+            let busy_for = BUSY_NS - (now - self.last_activity.load(Ordering::Relaxed));
+            if !drop_handle && busy_for > 0 {
+                std::thread::sleep(Duration::from_nanos(busy_for as u64));
+                continue;
+            }
+            let next_expiry = self.lock().expiry.front().map(|&(d, _)| d);
+            let mut wait = Duration::from_millis(50);
+            if let Some(d) = next_expiry {
+                wait = wait.min(Duration::from_nanos((d - now).max(0) as u64));
+            }
+            let readable = self
                 .queue
                 .socket()
-                .wait_readable(Some(Duration::from_millis(50)));
+                .wait_readable(Some(wait))
+                .unwrap_or(false);
+            if self.closed.load(Ordering::Acquire) {
+                break;
+            }
+            let now = monotonic_ns();
             let mut st = self.lock();
-            self.expire(&mut st, monotonic_ns());
+            let due = st.expiry.front().is_some_and(|&(d, _)| d <= now);
+            if !readable && !due {
+                continue;
+            }
+            self.expire(&mut st, now);
             let _ = self.pump(&mut st);
             let _ = st.verdicts.flush(self.queue.socket());
             self.update_ready(&st);

@@ -191,15 +191,8 @@ impl SocketHandle {
             .map_err(|e| bpf_err("creating the listeners map", e))?;
         let ports = Map::hash(4, PORT_VALUE_SIZE, 65536, "ld_sock_ports")
             .map_err(|e| bpf_err("creating the ports map", e))?;
-        let endpoints = Map::create(
-            LRU_HASH,
-            8,
-            ENDPOINT_VALUE_SIZE,
-            65536,
-            0,
-            "ld_sock_endp",
-        )
-        .map_err(|e| bpf_err("creating the endpoints map", e))?;
+        let endpoints = Map::create(LRU_HASH, 8, ENDPOINT_VALUE_SIZE, 65536, 0, "ld_sock_endp")
+            .map_err(|e| bpf_err("creating the endpoints map", e))?;
         use std::os::fd::AsRawFd;
         let cfg = SockConfig {
             netns_cookie,
@@ -235,21 +228,23 @@ impl SocketHandle {
                 },
             )
             .map_err(|e| bpf_err(&format!("loading the {hook:?} program"), e))?;
-            let link = cgroup::link_create(prog.as_fd(), root.fd(), hook.attach_type()).map_err(
-                |e| match e.raw_os_error() {
-                    Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {
-                        capability: "CAP_NET_ADMIN and CAP_BPF",
-                        operation: format!("attaching the {hook:?} program to the cgroup root"),
-                    },
-                    Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(524) => {
-                        Error::MissingKernelFeature {
-                            feature: "BPF links for cgroup hooks (Linux >= 5.7, CONFIG_CGROUP_BPF)",
-                            source: e,
+            let link =
+                cgroup::link_create(prog.as_fd(), root.fd(), hook.attach_type()).map_err(|e| {
+                    match e.raw_os_error() {
+                        Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {
+                            capability: "CAP_NET_ADMIN and CAP_BPF",
+                            operation: format!("attaching the {hook:?} program to the cgroup root"),
+                        },
+                        Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(524) => {
+                            Error::MissingKernelFeature {
+                                feature:
+                                    "BPF links for cgroup hooks (Linux >= 5.7, CONFIG_CGROUP_BPF)",
+                                source: e,
+                            }
                         }
+                        _ => Error::Io(e),
                     }
-                    _ => Error::Io(e),
-                },
-            )?;
+                })?;
             attached.push(Attached { hook, link, prog });
         }
         let epoll = Epoll::new()?;

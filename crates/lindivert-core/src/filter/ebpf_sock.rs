@@ -1013,11 +1013,23 @@ fn post_bind(obj: &Object, v6: bool, cfg: &SockConfig) -> Result<Vec<Insn>, Sock
     }
     emit_port_host(&mut a, R6, bpf_sock::SRC_PORT, record::LOCAL_PORT);
     emit_derived(&mut a);
+    // A refused bind leaves the socket unbound: only a successful one is remembered for
+    // CLOSE.
+    let record = a.label();
+    if cfg.events.bind {
+        let yes = a.label();
+        emit_filter(&mut a, obj, Event::SocketBind, yes, record);
+        a.bind(yes);
+        if cfg.report {
+            emit_output(&mut a, &cfg.maps);
+        }
+        if cfg.block {
+            ret(&mut a, 0);
+        }
+    }
+    a.bind(record);
     if cfg.events.close {
         emit_record_endpoint(&mut a, &cfg.maps);
-    }
-    if cfg.events.bind {
-        emit_decide(&mut a, obj, Event::SocketBind, cfg, None, pass);
     }
     a.bind(pass);
     ret(&mut a, 1);
@@ -1648,7 +1660,7 @@ mod tests {
                         n += 1;
                         let f = SocketData {
                             endpoint_id: n.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                            parent_endpoint_id: if n % 3 == 0 { 0 } else { n * 7 },
+                            parent_endpoint_id: if n.is_multiple_of(3) { 0 } else { n * 7 },
                             process_id: (n % 5) as u32 * 1000 + 1,
                             local_addr: *la,
                             remote_addr: *ra,
@@ -1656,7 +1668,7 @@ mod tests {
                             remote_port: [0, 443, 1, 53][(i * 3 + j) % 4],
                             protocol: proto,
                         };
-                        out.push(addr(ev, f, (n * 1_000_003) as i64, n % 2 == 0));
+                        out.push(addr(ev, f, (n * 1_000_003) as i64, n.is_multiple_of(2)));
                     }
                 }
             }

@@ -119,10 +119,7 @@ impl Cgroup {
     pub fn open(path: impl AsRef<Path>) -> io::Result<Cgroup> {
         let path = path.as_ref().to_path_buf();
         let f = File::open(&path)?;
-        Ok(Cgroup {
-            fd: f.into(),
-            path,
-        })
+        Ok(Cgroup { fd: f.into(), path })
     }
 
     /// Open the cgroup-v2 root ([`cgroup2_root`]).
@@ -181,7 +178,11 @@ pub fn prog_attach(
 }
 
 /// `BPF_PROG_DETACH` of a program attached with [`prog_attach`].
-pub fn prog_detach(prog: BorrowedFd<'_>, cgroup: BorrowedFd<'_>, attach_type: u32) -> io::Result<()> {
+pub fn prog_detach(
+    prog: BorrowedFd<'_>,
+    cgroup: BorrowedFd<'_>,
+    attach_type: u32,
+) -> io::Result<()> {
     let mut attr = ProgAttachAttr {
         target_fd: cgroup.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
@@ -225,7 +226,13 @@ pub fn link_ids() -> io::Result<Vec<u32>> {
 pub fn object_id(fd: BorrowedFd<'_>, key: &str) -> io::Result<u32> {
     let s = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
     s.lines()
-        .find_map(|l| l.strip_prefix(key)?.trim_start_matches(':').trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .trim_start_matches(':')
+                .trim()
+                .parse()
+                .ok()
+        })
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no {key} in fdinfo")))
 }
 
@@ -233,8 +240,8 @@ pub fn object_id(fd: BorrowedFd<'_>, key: &str) -> io::Result<u32> {
 /// socket created here; the value `bpf_get_netns_cookie` returns for sockets of this
 /// namespace).
 pub fn current_netns_cookie() -> io::Result<u64> {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0")
-        .or_else(|_| std::net::UdpSocket::bind("[::1]:0"));
+    let s =
+        std::net::UdpSocket::bind("127.0.0.1:0").or_else(|_| std::net::UdpSocket::bind("[::1]:0"));
     let s = match s {
         Ok(s) => s,
         // `lo` may be down: an unbound socket works as well.

@@ -43,7 +43,7 @@ impl RingBuf {
     /// Map the ring buffer map `fd` of `size` bytes (its `max_entries`).
     pub fn new(fd: BorrowedFd<'_>, size: usize) -> io::Result<RingBuf> {
         let page = page_size();
-        if size == 0 || !size.is_power_of_two() || size % page != 0 {
+        if size == 0 || !size.is_power_of_two() || !size.is_multiple_of(page) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "ring buffer size must be a power of two and a multiple of the page size",
@@ -123,7 +123,8 @@ impl RingBuf {
             let off = (cons as usize) & mask;
             // SAFETY: `off < size`, the header is 8-byte aligned inside the data mapping,
             // and the kernel publishes it with a release store.
-            let hdr = unsafe { &*(self.data().add(off) as *const AtomicU32) }.load(Ordering::Acquire);
+            let hdr =
+                unsafe { &*(self.data().add(off) as *const AtomicU32) }.load(Ordering::Acquire);
             if hdr & BUSY != 0 {
                 break;
             }

@@ -1,0 +1,188 @@
+//! NETWORK layer, second part: the in-kernel eBPF prefilter, the handle's worker (traffic
+//! that does not match never waits for the application), WinDivert's queue semantics
+//! (QUEUE_LENGTH drops the oldest) and impostor sends. Needs root; skipped otherwise.
+
+mod common;
+
+use common::{privileged, udp_exchange, Echo, Pair};
+use lindivert::{Error, Flags, Handle, OpenOptions, Param};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+macro_rules! require_root {
+    () => {
+        if !privileged() {
+            eprintln!("skipped: needs root and the `ip` tool");
+            return;
+        }
+    };
+}
+
+fn open_in(pair: &Pair, opts: OpenOptions) -> Handle {
+    opts.netns_path(pair.a.path()).open().expect("open handle")
+}
+
+fn tagged(n: usize, first: u8, tag: &str) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut v = vec![first];
+            v.extend_from_slice(format!("{tag}-{i:04}").as_bytes());
+            v
+        })
+        .collect()
+}
+
+/// Packets the kernel has queued to `queue` so far (its last packet id), read in `a`.
+fn kernel_queued(pair: &Pair, queue: u16) -> u64 {
+    pair.a.run(move || {
+        let s = std::fs::read_to_string("/proc/thread-self/net/netfilter/nfnetlink_queue")
+            .unwrap_or_default();
+        s.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|v| v.len() >= 8 && v[0].parse::<u16>().ok() == Some(queue))
+            .map(|v| v[7].parse().unwrap())
+            .unwrap_or(0)
+    })
+}
+
+#[test]
+fn ebpf_prefilter_keeps_non_matching_payloads_in_the_kernel() {
+    require_root!();
+    let pair = Pair::new();
+    let _echo = Echo::start(&pair.b, 5555);
+    let h = open_in(
+        &pair,
+        OpenOptions::new("udp.DstPort == 5555 and udp.Payload[0] == 0x41"),
+    );
+    assert!(h.ebpf_prefilter(), "the eBPF prefilter must be attached");
+    let to = SocketAddr::from((pair.b_ip, 5555));
+    // 'B' packets: same port, other first byte: never queued, echoed at once
+    let other = udp_exchange(&pair.a, to, tagged(5, b'B', "b"), Duration::from_secs(2));
+    assert_eq!(other.len(), 5);
+    assert_eq!(
+        kernel_queued(&pair, h.queue_num()),
+        0,
+        "packets that cannot match must not leave the kernel"
+    );
+    // 'A' packets are diverted: nobody re-injects them, so no echo; the kernel queued them
+    let mine = udp_exchange(
+        &pair.a,
+        to,
+        tagged(3, b'A', "a"),
+        Duration::from_millis(100),
+    );
+    assert!(mine.is_empty());
+    assert_eq!(kernel_queued(&pair, h.queue_num()), 3);
+    let mut buf = vec![0u8; 2000];
+    for _ in 0..3 {
+        let (n, _) = h
+            .recv_timeout(&mut buf, Some(Duration::from_secs(1)))
+            .unwrap();
+        assert_eq!(buf[28], b'A', "{:?}", &buf[..n]);
+    }
+    // the same filter without the eBPF match: the native port match alone queues all of
+    // them, and the worker accepts the non-matching ones without any recv
+    let h2 = open_in(
+        &pair,
+        OpenOptions::new("udp.DstPort == 5555 and udp.Payload[0] == 0x41")
+            .priority(10)
+            .ebpf_prefilter(false),
+    );
+    assert!(!h2.ebpf_prefilter());
+    let other = udp_exchange(&pair.a, to, tagged(4, b'C', "c"), Duration::from_secs(2));
+    assert_eq!(other.len(), 4, "non-matching packets must flow without recv");
+    assert_eq!(kernel_queued(&pair, h2.queue_num()), 4);
+}
+
+#[test]
+fn queue_length_overflow_drops_the_oldest() {
+    require_root!();
+    let pair = Pair::new();
+    let echo = Echo::start(&pair.b, 7501);
+    let h = open_in(&pair, OpenOptions::new("outbound and udp.DstPort == 7501"));
+    h.set_param(Param::QueueLength, 32).unwrap();
+    assert!(h.set_param(Param::QueueLength, 31).is_err());
+    udp_exchange(
+        &pair.a,
+        SocketAddr::from((pair.b_ip, 7501)),
+        tagged(40, b'Q', "q"),
+        Duration::from_millis(1),
+    );
+    // the worker queues while the application is idle
+    std::thread::sleep(Duration::from_millis(300));
+    let mut buf = vec![0u8; 2000];
+    let mut got = Vec::new();
+    while let Ok((n, a)) = h.recv_timeout(&mut buf, Some(Duration::from_millis(200))) {
+        got.push(buf[28..n].to_vec());
+        h.send(&buf[..n], &a).unwrap();
+    }
+    assert_eq!(got.len(), 32);
+    assert_eq!(got[0], b"Qq-0008".to_vec(), "the oldest 8 must be the ones dropped");
+    assert_eq!(h.stats().dropped, 8);
+    drop(h);
+    assert_eq!(echo.finish().len(), 32);
+}
+
+#[test]
+fn queue_size_counts_bytes_and_drops_the_oldest() {
+    require_root!();
+    let pair = Pair::new();
+    let _echo = Echo::start(&pair.b, 7502);
+    let h = open_in(&pair, OpenOptions::new("outbound and udp.DstPort == 7502"));
+    h.set_param(Param::QueueSize, 65535).unwrap();
+    assert!(h.set_param(Param::QueueSize, 65534).is_err());
+    // 10 packets of 28 + 10000 bytes: at most 6 fit in 65535 bytes with the overhead
+    let big: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 10000]).collect();
+    udp_exchange(
+        &pair.a,
+        SocketAddr::from((pair.b_ip, 7502)),
+        big,
+        Duration::from_millis(1),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut buf = vec![0u8; 70000];
+    let mut first = Vec::new();
+    while let Ok((_n, _a)) = h.recv_timeout(&mut buf, Some(Duration::from_millis(200))) {
+        first.push(buf[28]);
+    }
+    let fit = 65535 / (10028 + lindivert::handle::PACKET_OVERHEAD);
+    assert_eq!(first.len(), fit);
+    assert_eq!(first[0] as usize, 10 - fit);
+    assert_eq!(h.stats().dropped as usize, 10 - fit);
+}
+
+#[test]
+fn impostor_send_decrements_ttl_and_refuses_zero() {
+    require_root!();
+    let pair = Pair::new();
+    let echo = Echo::start(&pair.b, 7503);
+    let h = open_in(&pair, OpenOptions::new("outbound and udp.DstPort == 7503"));
+    let t = {
+        let a = pair.a.name.clone();
+        let to = SocketAddr::from((pair.b_ip, 7503));
+        std::thread::spawn(move || {
+            let ns = lindivert::sys::netns::NetNs::named(&a).unwrap();
+            ns.run(move || {
+                let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+                s.send_to(b"ttl-one", to).unwrap();
+                s.send_to(b"ttl-ok", to).unwrap();
+            })
+            .unwrap()
+        })
+    };
+    let mut buf = vec![0u8; 2000];
+    let (n, mut a) = h.recv_timeout(&mut buf, Some(Duration::from_secs(2))).unwrap();
+    let mut p = buf[..n].to_vec();
+    p[8] = 1; // TTL 1: an impostor send would make it 0
+    a.impostor = true;
+    a.ip_checksum = false;
+    assert!(matches!(h.send(&p, &a), Err(Error::HopLimitExceeded)));
+    let (n, mut a) = h.recv_timeout(&mut buf, Some(Duration::from_secs(2))).unwrap();
+    a.impostor = true;
+    h.send(&buf[..n], &a).unwrap();
+    t.join().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(h);
+    let got = echo.finish();
+    assert!(got.contains(&b"ttl-ok".to_vec()), "{got:?}");
+}

@@ -1,0 +1,577 @@
+//! SOCKET layer integration tests (root required): events with PIDs and tuples, blocking in
+//! the kernel, SNIFF, namespace isolation and cleanup. Every test works in its own network
+//! namespace; the handle's programs are attached at the cgroup-v2 root but only act on that
+//! namespace.
+
+mod common;
+
+use common::Netns;
+use lindivert::core::filter::ebpf_sock::Hook;
+use lindivert::core::{Event, Flags};
+use lindivert::socket::{SocketHandle, SocketOptions};
+use lindivert::sys::cgroup;
+use lindivert::{Address, Error};
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+fn require_root() {
+    assert!(
+        common::privileged(),
+        "the SOCKET layer tests need root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) and `ip`"
+    );
+}
+
+fn open(ns: &Netns, filter: &str, flags: Flags) -> SocketHandle {
+    SocketOptions::new(filter)
+        .flags(flags | Flags::RECV_ONLY)
+        .netns_path(ns.path())
+        .open()
+        .unwrap_or_else(|e| panic!("open {filter:?}: {e}"))
+}
+
+/// Every event until nothing arrived for `idle`.
+fn drain(h: &SocketHandle, idle: Duration) -> Vec<Address> {
+    let mut out = Vec::new();
+    loop {
+        match h.recv_timeout(Some(idle)) {
+            Ok(a) => out.push(a),
+            Err(Error::Timeout) => return out,
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+}
+
+fn mapped(ip: IpAddr) -> Ipv6Addr {
+    match ip {
+        IpAddr::V4(v) => v.to_ipv6_mapped(),
+        IpAddr::V6(v) => v,
+    }
+}
+
+struct Want {
+    event: Event,
+    protocol: u8,
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+}
+
+fn find<'a>(evs: &'a [Address], w: &Want) -> Option<&'a Address> {
+    evs.iter().find(|a| {
+        let f = a.flow_data().unwrap();
+        a.event == w.event
+            && f.protocol == w.protocol
+            && w.local
+                .is_none_or(|l| f.local_port == l.port() && f.local_addr == mapped(l.ip()))
+            && w.remote
+                .is_none_or(|r| f.remote_port == r.port() && f.remote_addr == mapped(r.ip()))
+    })
+}
+
+fn expect(evs: &[Address], w: Want) -> &Address {
+    let a = find(evs, &w).unwrap_or_else(|| {
+        panic!(
+            "no {:?} proto {} local {:?} remote {:?} in {evs:#?}",
+            w.event, w.protocol, w.local, w.remote
+        )
+    });
+    let f = a.flow_data().unwrap();
+    assert_eq!(a.outbound, a.event != Event::SocketAccept, "{a:?}");
+    assert_eq!(f.process_id, std::process::id(), "{a:?}");
+    assert_ne!(a.timestamp, 0);
+    a
+}
+
+fn events_round_trip(v6: bool) {
+    require_root();
+    let ns = Netns::new(if v6 { "sock6" } else { "sock4" });
+    let h = open(&ns, "true", Flags::SNIFF);
+    let lo: IpAddr = if v6 {
+        "::1".parse().unwrap()
+    } else {
+        "127.0.0.1".parse().unwrap()
+    };
+    let (tcp_addr, client_local, udp_addr, udp_client) = ns.run(move || {
+        let l = TcpListener::bind((lo, 7001)).unwrap();
+        let c = TcpStream::connect((lo, 7001)).unwrap();
+        let (s, peer) = l.accept().unwrap();
+        assert_eq!(peer, c.local_addr().unwrap());
+        let client_local = c.local_addr().unwrap();
+        drop(s);
+        drop(c);
+        drop(l);
+        let u = UdpSocket::bind((lo, 7002)).unwrap();
+        let uc = UdpSocket::bind((lo, 0)).unwrap();
+        uc.send_to(b"x", (lo, 7002)).unwrap();
+        uc.send_to(b"y", (lo, 7002)).unwrap();
+        uc.connect((lo, 7002)).unwrap();
+        let ucl = uc.local_addr().unwrap();
+        drop(uc);
+        drop(u);
+        (
+            SocketAddr::new(lo, 7001),
+            client_local,
+            SocketAddr::new(lo, 7002),
+            ucl,
+        )
+    });
+    let evs = drain(&h, Duration::from_millis(500));
+    for a in &evs {
+        assert!(h.filter().matches_event(a));
+        assert_eq!(a.ipv6, v6, "{a:?}");
+        assert!(a.loopback, "{a:?}");
+        assert!(a.sniffed);
+    }
+    let bind = expect(
+        &evs,
+        Want {
+            event: Event::SocketBind,
+            protocol: 6,
+            local: Some(tcp_addr),
+            remote: None,
+        },
+    );
+    assert_eq!(bind.flow_data().unwrap().remote_port, 0);
+    let listen = expect(
+        &evs,
+        Want {
+            event: Event::SocketListen,
+            protocol: 6,
+            local: Some(tcp_addr),
+            remote: None,
+        },
+    );
+    let lf = *listen.flow_data().unwrap();
+    assert_eq!(lf.remote_addr, Ipv6Addr::UNSPECIFIED);
+    assert_eq!(lf.endpoint_id, bind.flow_data().unwrap().endpoint_id);
+    expect(
+        &evs,
+        Want {
+            event: Event::SocketConnect,
+            protocol: 6,
+            local: None,
+            remote: Some(tcp_addr),
+        },
+    );
+    let acc = expect(
+        &evs,
+        Want {
+            event: Event::SocketAccept,
+            protocol: 6,
+            local: Some(tcp_addr),
+            remote: Some(client_local),
+        },
+    );
+    assert_eq!(acc.flow_data().unwrap().parent_endpoint_id, lf.endpoint_id);
+    assert_ne!(acc.flow_data().unwrap().endpoint_id, lf.endpoint_id);
+    // CLOSE: the listener, the accepted socket and the client.
+    let cl = evs
+        .iter()
+        .find(|a| {
+            a.event == Event::SocketClose && a.flow_data().unwrap().endpoint_id == lf.endpoint_id
+        })
+        .unwrap_or_else(|| panic!("no CLOSE of the listener in {evs:#?}"));
+    let cf = cl.flow_data().unwrap();
+    assert_eq!((cf.local_addr, cf.local_port), (mapped(lo), 7001));
+    assert_eq!((cf.remote_addr, cf.remote_port), (Ipv6Addr::UNSPECIFIED, 0));
+    assert_eq!(cf.process_id, std::process::id());
+    assert!(cl.sniffed && cl.outbound);
+    expect(
+        &evs,
+        Want {
+            event: Event::SocketClose,
+            protocol: 6,
+            local: Some(tcp_addr),
+            remote: Some(client_local),
+        },
+    );
+    expect(
+        &evs,
+        Want {
+            event: Event::SocketClose,
+            protocol: 6,
+            local: Some(client_local),
+            remote: Some(tcp_addr),
+        },
+    );
+    // UDP.
+    expect(
+        &evs,
+        Want {
+            event: Event::SocketBind,
+            protocol: 17,
+            local: Some(udp_addr),
+            remote: None,
+        },
+    );
+    let sends: Vec<_> = evs
+        .iter()
+        .filter(|a| {
+            let f = a.flow_data().unwrap();
+            a.event == Event::SocketConnect && f.protocol == 17 && f.remote_port == 7002
+        })
+        .collect();
+    // One CONNECT for the two sendto() (deduplicated), one for connect().
+    assert_eq!(sends.len(), 2, "{sends:#?}");
+    expect(
+        &evs,
+        Want {
+            event: Event::SocketClose,
+            protocol: 17,
+            local: Some(udp_client),
+            remote: Some(udp_addr),
+        },
+    );
+}
+
+#[test]
+fn events_ipv4() {
+    events_round_trip(false);
+}
+
+#[test]
+fn events_ipv6() {
+    events_round_trip(true);
+}
+
+#[test]
+fn blocking_bind_and_connect() {
+    require_root();
+    let ns = Netns::new("sockblk");
+    let h = open(
+        &ns,
+        "(event == BIND and localPort == 7101) or (event == CONNECT and remotePort == 7102)",
+        Flags::NONE,
+    );
+    ns.run(|| {
+        let e = TcpListener::bind("127.0.0.1:7101").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        let e = UdpSocket::bind("[::1]:7101").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        let ok = TcpListener::bind("127.0.0.1:7103").unwrap();
+        let c = TcpStream::connect("127.0.0.1:7103").unwrap();
+        drop(c);
+        drop(ok);
+        let e = TcpStream::connect("127.0.0.1:7102").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let e = u.connect("127.0.0.1:7102").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        let e = u.send_to(b"x", "127.0.0.1:7102").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        u.send_to(b"x", "127.0.0.1:7104").unwrap();
+    });
+    let evs = drain(&h, Duration::from_millis(300));
+    for a in &evs {
+        assert!(!a.sniffed, "{a:?}");
+        assert!(h.filter().matches_event(a), "{a:?}");
+    }
+    expect(
+        &evs,
+        Want {
+            event: Event::SocketBind,
+            protocol: 6,
+            local: Some("127.0.0.1:7101".parse().unwrap()),
+            remote: None,
+        },
+    );
+    expect(
+        &evs,
+        Want {
+            event: Event::SocketBind,
+            protocol: 17,
+            local: Some("[::1]:7101".parse().unwrap()),
+            remote: None,
+        },
+    );
+    for proto in [6, 17] {
+        expect(
+            &evs,
+            Want {
+                event: Event::SocketConnect,
+                protocol: proto,
+                local: None,
+                remote: Some("127.0.0.1:7102".parse().unwrap()),
+            },
+        );
+    }
+    assert!(evs
+        .iter()
+        .all(|a| a.flow_data().unwrap().local_port != 7103
+            && a.flow_data().unwrap().remote_port != 7104));
+    // After close, the same operations work again.
+    drop(h);
+    ns.run(|| {
+        TcpListener::bind("127.0.0.1:7101").unwrap();
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        u.send_to(b"x", "127.0.0.1:7102").unwrap();
+    });
+}
+
+fn try_connect(addr: &str) -> std::io::Result<TcpStream> {
+    TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(1500))
+}
+
+#[test]
+fn blocking_listen_and_accept() {
+    require_root();
+    let ns = Netns::new("socklsn");
+    let h = open(
+        &ns,
+        "(event == LISTEN and localPort == 7201) or (event == ACCEPT and localPort == 7202 and remotePort != 7299)",
+        Flags::NONE,
+    );
+    ns.run(|| {
+        // listen() itself succeeds.
+        let l1 = TcpListener::bind("127.0.0.1:7201").unwrap();
+        let l2 = TcpListener::bind("127.0.0.1:7202").unwrap();
+        let l3 = TcpListener::bind("127.0.0.1:7203").unwrap();
+        let e = try_connect("127.0.0.1:7201").unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock),
+            "{e}"
+        );
+        let e = try_connect("127.0.0.1:7202").unwrap_err();
+        assert!(
+            matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock),
+            "{e}"
+        );
+        // Not matched: another listener, and an ACCEPT from the excluded remote port.
+        try_connect("127.0.0.1:7203").unwrap();
+        let sock = socket_bound_to(7299);
+        sock.connect_timeout(
+            &"127.0.0.1:7202".parse().unwrap(),
+            Duration::from_millis(1500),
+        )
+        .unwrap();
+        drop((l1, l2, l3));
+    });
+    let evs = drain(&h, Duration::from_millis(300));
+    let l = expect(
+        &evs,
+        Want {
+            event: Event::SocketListen,
+            protocol: 6,
+            local: Some("127.0.0.1:7201".parse().unwrap()),
+            remote: None,
+        },
+    );
+    assert!(!l.sniffed);
+    let acc: Vec<_> = evs
+        .iter()
+        .filter(|a| a.event == Event::SocketAccept)
+        .collect();
+    // One report per blocked connection attempt (SYN retransmissions are deduplicated).
+    assert_eq!(acc.len(), 1, "{acc:#?}");
+    let a = acc[0];
+    let f = a.flow_data().unwrap();
+    assert_eq!(f.local_port, 7202);
+    assert_eq!(f.process_id, std::process::id());
+    assert_ne!(f.parent_endpoint_id, 0);
+    assert!(!a.outbound);
+}
+
+/// A TCP socket bound to 127.0.0.1:`port`, ready to connect.
+fn socket_bound_to(port: u16) -> Socket {
+    Socket::bound(port)
+}
+
+/// A minimal TCP client socket bound to a chosen port (std cannot bind before connecting).
+struct Socket {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Socket {
+    fn bound(port: u16) -> Socket {
+        use std::os::fd::FromRawFd;
+        // Test-only raw calls.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0);
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+            },
+            sin_zero: [0; 8],
+        };
+        use std::os::fd::AsRawFd;
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            )
+        };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        Socket { fd }
+    }
+
+    fn connect_timeout(self, addr: &SocketAddr, t: Duration) -> std::io::Result<TcpStream> {
+        use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+        let SocketAddr::V4(a) = addr else {
+            panic!("IPv4 only")
+        };
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        let tv = libc::timeval {
+            tv_sec: t.as_secs() as _,
+            tv_usec: t.subsec_micros() as _,
+        };
+        unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDTIMEO,
+                &tv as *const libc::timeval as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        let r = unsafe {
+            libc::connect(
+                self.fd.as_raw_fd(),
+                &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(unsafe { TcpStream::from_raw_fd(self.fd.into_raw_fd()) })
+    }
+}
+
+#[test]
+fn sniff_never_blocks() {
+    require_root();
+    let ns = Netns::new("socksniff");
+    let h = open(&ns, "true", Flags::SNIFF);
+    ns.run(|| {
+        let l = TcpListener::bind("127.0.0.1:7301").unwrap();
+        let c = TcpStream::connect("127.0.0.1:7301").unwrap();
+        let _ = l.accept().unwrap();
+        drop(c);
+        let u = UdpSocket::bind("127.0.0.1:7302").unwrap();
+        u.send_to(b"x", "127.0.0.1:7303").unwrap();
+    });
+    let evs = drain(&h, Duration::from_millis(300));
+    for ev in [
+        Event::SocketBind,
+        Event::SocketConnect,
+        Event::SocketListen,
+        Event::SocketAccept,
+    ] {
+        assert!(
+            evs.iter().any(|a| a.event == ev),
+            "{ev:?} missing: {evs:#?}"
+        );
+    }
+    assert!(evs.iter().all(|a| a.sniffed));
+}
+
+#[test]
+fn other_namespaces_are_not_reported() {
+    require_root();
+    let ns = Netns::new("sockiso");
+    let other = Netns::new("sockoth");
+    // A blocking handle in `ns`: nothing in `other` is blocked or reported.
+    let h = open(&ns, "localPort == 7401 or remotePort == 7401", Flags::NONE);
+    other.run(|| {
+        let l = TcpListener::bind("127.0.0.1:7401").unwrap();
+        let c = TcpStream::connect("127.0.0.1:7401").unwrap();
+        drop((l, c));
+    });
+    assert!(drain(&h, Duration::from_millis(300)).is_empty());
+    ns.run(|| {
+        let e = TcpListener::bind("127.0.0.1:7401").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+    });
+    let evs = drain(&h, Duration::from_millis(300));
+    assert_eq!(evs.len(), 1, "{evs:#?}");
+    assert_eq!(evs[0].event, Event::SocketBind);
+    // The calling thread's namespace (the test's) is not the handle's either.
+    assert_ne!(cgroup::current_netns_cookie().unwrap(), h.netns_cookie());
+}
+
+#[test]
+fn programs_and_links_are_gone_after_drop() {
+    require_root();
+    let ns = Netns::new("sockdrop");
+    let h = open(&ns, "true", Flags::NONE);
+    let att = h.attachments();
+    let hooks: Vec<Hook> = att.iter().map(|a| a.0).collect();
+    for want in Hook::ALL {
+        assert!(hooks.contains(&want), "{want:?} not attached: {hooks:?}");
+    }
+    let progs: Vec<u32> = att.iter().map(|a| a.1).collect();
+    let links: Vec<u32> = att.iter().map(|a| a.2).collect();
+    assert!(progs.iter().all(|&p| p != 0) && links.iter().all(|&l| l != 0));
+    let live = cgroup::prog_ids().unwrap();
+    assert!(progs.iter().all(|p| live.contains(p)));
+    ns.run(|| {
+        assert_eq!(
+            TcpListener::bind("127.0.0.1:7501")
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::EPERM)
+        );
+    });
+    drop(h);
+    let t0 = Instant::now();
+    loop {
+        let lp = cgroup::prog_ids().unwrap();
+        let ll = cgroup::link_ids().unwrap();
+        if progs.iter().all(|p| !lp.contains(p)) && links.iter().all(|l| !ll.contains(l)) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "programs or links still present after drop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ns.run(|| {
+        TcpListener::bind("127.0.0.1:7501").unwrap();
+    });
+}
+
+#[test]
+fn shutdown_recv_stops_blocking_and_drains() {
+    require_root();
+    let ns = Netns::new("sockshut");
+    let h = open(&ns, "event == BIND and localPort == 7601", Flags::NONE);
+    ns.run(|| {
+        assert!(TcpListener::bind("127.0.0.1:7601").is_err());
+    });
+    h.shutdown(lindivert::Shutdown::Recv).unwrap();
+    ns.run(|| {
+        TcpListener::bind("127.0.0.1:7601").unwrap();
+    });
+    let a = h.recv_timeout(Some(Duration::from_secs(1))).unwrap();
+    assert_eq!(a.event, Event::SocketBind);
+    assert!(matches!(
+        h.recv_timeout(Some(Duration::from_millis(100))),
+        Err(Error::NoData)
+    ));
+}
+
+#[test]
+fn invalid_flags_and_filters_are_refused() {
+    require_root();
+    // SOCKET requires RECV_ONLY (WinDivert).
+    assert!(matches!(
+        SocketHandle::open("true", 0, Flags::SNIFF),
+        Err(Error::InvalidParameter(_))
+    ));
+    assert!(matches!(
+        SocketHandle::open("tcp.DstPort == 80", 0, Flags::RECV_ONLY),
+        Err(Error::InvalidFilter { .. })
+    ));
+}
