@@ -62,8 +62,12 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
                 }
                 return batch();
             }
-            let [text, hex] = a.positional.as_slice() else {
-                return Err(CliError::usage("eval needs FILTER and PACKET_HEX"));
+            let layer = a.layer()?;
+            let (text, hex) = match a.positional.as_slice() {
+                [text, hex] => (text, hex.clone()),
+                // The event layers have no packet: PACKET_HEX may be left out.
+                [text] if !layer.is_network() => (text, String::new()),
+                _ => return Err(CliError::usage("eval needs FILTER and PACKET_HEX")),
             };
             if a.flag("--outbound") && a.flag("--inbound") {
                 return Err(CliError::usage(
@@ -72,8 +76,8 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
             }
             let req = EvalRequest {
                 filter: text.clone(),
-                packet_hex: hex.clone(),
-                layer: a.layer()?,
+                packet_hex: hex,
+                layer,
                 outbound: a.flag("--outbound"),
                 loopback: a.flag("--loopback"),
                 impostor: a.flag("--impostor"),
@@ -130,20 +134,25 @@ pub enum EvalFailure {
 }
 
 fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
-    let s: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    if s.len() % 2 != 0 {
+    let digits: Vec<char> = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if let Some((i, c)) = digits
+        .iter()
+        .enumerate()
+        .find(|(_, c)| !c.is_ascii_hexdigit())
+    {
+        return Err(format!("packet hex: invalid digit `{c}` at {i}"));
+    }
+    if digits.len() % 2 != 0 {
         return Err(format!(
             "packet hex has an odd number of digits ({})",
-            s.len()
+            digits.len()
         ));
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&s[i..i + 2], 16)
-                .map_err(|_| format!("packet hex: invalid digits `{}` at {i}", &s[i..i + 2]))
-        })
-        .collect()
+    // Every digit is an ASCII hex digit (checked above), so to_digit cannot fail.
+    Ok(digits
+        .chunks_exact(2)
+        .map(|p| (p[0].to_digit(16).unwrap_or(0) * 16 + p[1].to_digit(16).unwrap_or(0)) as u8)
+        .collect())
 }
 
 pub fn evaluate(req: &EvalRequest) -> Result<bool, EvalFailure> {

@@ -2,6 +2,8 @@
 
 mod args;
 mod filter_cmd;
+mod network_cmd;
+mod pcapng;
 
 use std::process::ExitCode;
 
@@ -12,9 +14,13 @@ usage:
   lindivert filter check FILTER [--layer L]
   lindivert filter compile FILTER [--layer L]
   lindivert filter format FILTER_OR_OBJECT [--layer L]
-  lindivert filter eval FILTER PACKET_HEX [--layer L] [--outbound|--inbound] [--loopback]
+  lindivert filter eval FILTER [PACKET_HEX] [--layer L] [--outbound|--inbound] [--loopback]
                         [--impostor] [--if-idx N] [--sub-if-idx N]
   lindivert filter eval --batch        (JSON lines on stdin, one result line each)
+  lindivert netdump [FILTER] [--priority N] [-w FILE.pcapng] [--count N] [-q] [--netns NAME]
+  lindivert netfilter FILTER [--priority N] [--netns NAME]
+  lindivert passthru [FILTER] [--threads N] [--batch N] [--priority N] [--duration S]
+                     [--netns NAME]
 
 layers: network (default), network_forward, flow, socket, reflect
 ";
@@ -28,6 +34,9 @@ fn main() -> ExitCode {
     let rest = &argv[1..];
     let result = match cmd.as_str() {
         "filter" => filter_cmd::run(rest),
+        "netdump" => network_cmd::netdump(rest),
+        "netfilter" => network_cmd::netfilter(rest),
+        "passthru" => network_cmd::passthru(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

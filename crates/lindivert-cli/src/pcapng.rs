@@ -124,7 +124,8 @@ mod tests {
                 let cap = u32_at(&buf, off + 20) as usize;
                 assert!(cap == 5 || cap == 40);
                 if cap == 5 {
-                    let ts = ((u32_at(&buf, off + 12) as u64) << 32) | u32_at(&buf, off + 16) as u64;
+                    let ts =
+                        ((u32_at(&buf, off + 12) as u64) << 32) | u32_at(&buf, off + 16) as u64;
                     assert_eq!(ts, 1_700_000_000_123_456_789);
                     assert_eq!(&buf[off + 28..off + 33], &[0x45, 0, 0, 21, 1]);
                 }

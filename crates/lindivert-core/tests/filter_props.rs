@@ -7,9 +7,7 @@ use std::net::Ipv6Addr;
 
 use lindivert_core::filter::{format, object, Field, Filter};
 use lindivert_core::packet::parse_lenient;
-use lindivert_core::{
-    Address, Event, Flags, FlowData, Layer, LayerData, NetworkData, ReflectData,
-};
+use lindivert_core::{Address, Event, Flags, FlowData, Layer, LayerData, NetworkData, ReflectData};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
@@ -79,7 +77,12 @@ fn array_index() -> impl Strategy<Value = String> {
         any::<bool>(),
     )
         .prop_map(|(neg, i, bytes)| {
-            format!("{}{}{}", if neg { "-" } else { "" }, i, if bytes { "b" } else { "" })
+            format!(
+                "{}{}{}",
+                if neg { "-" } else { "" },
+                i,
+                if bytes { "b" } else { "" }
+            )
         })
 }
 
@@ -121,11 +124,14 @@ fn test_text(layer: Layer) -> impl Strategy<Value = String> {
 fn filter_text(layer: Layer) -> impl Strategy<Value = String> {
     test_text(layer).prop_recursive(5, 40, 3, |inner| {
         prop_oneof![
-            (inner.clone(), prop::sample::select(vec!["and", "or", "&&", "||"]), inner.clone())
+            (
+                inner.clone(),
+                prop::sample::select(vec!["and", "or", "&&", "||"]),
+                inner.clone()
+            )
                 .prop_map(|(a, op, b)| format!("{a} {op} {b}")),
             inner.clone().prop_map(|a| format!("({a})")),
-            (inner.clone(), inner.clone(), inner)
-                .prop_map(|(c, t, e)| format!("({c}? {t}: {e})")),
+            (inner.clone(), inner.clone(), inner).prop_map(|(c, t, e)| format!("({c}? {t}: {e})")),
         ]
     })
 }
@@ -265,11 +271,24 @@ fn address(layer: Layer, ipv6: bool) -> impl Strategy<Value = Address> {
         (any::<u32>(), 0u32..4),
         (any::<u64>(), any::<u64>(), any::<u32>()),
         (v6_or_mapped(), v6_or_mapped()),
-        (any::<u16>(), any::<u16>(), prop::sample::select(vec![1u8, 6, 17, 58, 0, 47])),
+        (
+            any::<u16>(),
+            any::<u16>(),
+            prop::sample::select(vec![1u8, 6, 17, 58, 0, 47]),
+        ),
         (prop::sample::select(Layer::ALL.to_vec()), any::<i16>()),
     )
         .prop_map(
-            move |(ts, event, [outbound, loopback, impostor], (if_idx, sub), ids, addrs, ports, refl)| {
+            move |(
+                ts,
+                event,
+                [outbound, loopback, impostor],
+                (if_idx, sub),
+                ids,
+                addrs,
+                ports,
+                refl,
+            )| {
                 let mut a = Address::network(outbound);
                 a.layer = layer;
                 a.event = event;

@@ -71,9 +71,9 @@ impl fmt::Display for Error {
                 write!(f, "buffer too small: the packet needs {needed} bytes")
             }
             Error::NoData => f.write_str("no data (the handle was shut down)"),
-            Error::HopLimitExceeded => f.write_str(
-                "the impostor packet's TTL/hop limit would reach 0 (host unreachable)",
-            ),
+            Error::HopLimitExceeded => {
+                f.write_str("the impostor packet's TTL/hop limit would reach 0 (host unreachable)")
+            }
             Error::Timeout => f.write_str("timed out"),
             Error::Closed => f.write_str("the handle is closed"),
             Error::Netlink(e) => write!(f, "{e}"),

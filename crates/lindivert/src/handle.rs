@@ -375,8 +375,7 @@ impl Handle {
                 // the compat bpf match may be missing (CONFIG_NETFILTER_XT_MATCH_BPF): fall
                 // back to the native matches; user space checks every packet exactly
                 Err(_) if with_bpf => (
-                    OwnerTable::create(&table_name, &chains(false))
-                        .map_err(Error::from_netlink)?,
+                    OwnerTable::create(&table_name, &chains(false)).map_err(Error::from_netlink)?,
                     false,
                 ),
                 Err(e) => return Err(Error::from_netlink(e)),
@@ -950,7 +949,11 @@ impl Inner {
                 }
                 None => {
                     let v = fixed();
-                    let sock = if info.version == 6 { &self.raw6 } else { &self.raw4 };
+                    let sock = if info.version == 6 {
+                        &self.raw6
+                    } else {
+                        &self.raw4
+                    };
                     match sock.as_ref().map(|s| s.send_packet(&v)) {
                         Some(Ok(_)) => {
                             self.sent.fetch_add(1, Ordering::Relaxed);

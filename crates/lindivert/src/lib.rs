@@ -11,6 +11,8 @@ pub mod handle;
 pub mod nfqueue;
 pub mod nftables;
 pub mod pkt;
+pub mod reflect;
+pub mod registry;
 pub mod socket;
 pub mod sys;
 

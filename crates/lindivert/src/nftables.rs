@@ -258,6 +258,16 @@ impl OwnerTable {
     /// Create table `name` (family inet, owner flag) with `chains`, in one batch on a new
     /// netlink socket (created in the calling thread's network namespace).
     pub fn create(name: &str, chains: &[ChainSpec]) -> Result<OwnerTable, NlError> {
+        OwnerTable::create_with(name, chains, &|_, _| {})
+    }
+
+    /// [`OwnerTable::create`], with `extra(batch, table_name)` adding more messages to the
+    /// same batch after the table and its chains (e.g. [`crate::registry::add_to_batch`]).
+    pub fn create_with(
+        name: &str,
+        chains: &[ChainSpec],
+        extra: &dyn Fn(&mut Batch, &str),
+    ) -> Result<OwnerTable, NlError> {
         let sock = NetlinkSocket::open(NETLINK_NETFILTER).map_err(|e| NlError {
             errno: e.raw_os_error().unwrap_or(libc::EIO),
             what: "opening a NETLINK_NETFILTER socket".into(),
@@ -339,6 +349,7 @@ impl OwnerTable {
                 batch.end_msg();
             }
         }
+        extra(&mut batch, name);
         let next = batch.next_seq();
         batch.commit(&sock)?;
         Ok(OwnerTable {

@@ -12,7 +12,10 @@ use std::hash::{Hash, Hasher};
 pub fn flow_key(p: &ParsedPacket<'_>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let ports = p.ports().or_else(|| {
-        let body = p.icmp().map(|i| i.body()).or(p.icmpv6().map(|i| i.body()))?;
+        let body = p
+            .icmp()
+            .map(|i| i.body())
+            .or(p.icmpv6().map(|i| i.body()))?;
         Some(((body >> 16) as u16, 0))
     });
     (p.version, p.src_addr(), p.dst_addr(), p.protocol, ports).hash(&mut h);

@@ -118,6 +118,8 @@ pub struct SocketHandle {
     // Keep the maps alive for the programs (they also hold references).
     _maps: Vec<Map>,
     ringbuf: Map,
+    // REFLECT registry entry (crate::registry); dropped last.
+    _registration: crate::registry::Registration,
 }
 
 impl std::fmt::Debug for SocketHandle {
@@ -249,6 +251,21 @@ impl SocketHandle {
         }
         let epoll = Epoll::new()?;
         epoll.add(ringbuf.as_fd(), 0)?;
+        // --- REFLECT registry (crate::registry) ---
+        let reg_ns = match &o.netns {
+            Some(p) => Some(NetNs::open(p)?),
+            None => None,
+        };
+        let registration = crate::registry::Registration::create(
+            reg_ns.as_ref(),
+            &crate::registry::HandleInfo::now(
+                Layer::Socket,
+                o.priority,
+                o.flags,
+                lindivert_core::filter::object::encode(filter.object()),
+            ),
+        )?;
+        // --- end REFLECT registry ---
         Ok(SocketHandle {
             filter,
             flags: o.flags,
@@ -264,6 +281,7 @@ impl SocketHandle {
             recv_shut: AtomicBool::new(false),
             _maps: vec![seen, listeners, ports, endpoints],
             ringbuf,
+            _registration: registration,
         })
     }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{privileged, udp_exchange, Echo, Pair};
-use lindivert::{Error, Flags, Handle, OpenOptions, Param};
+use lindivert::{Error, Handle, OpenOptions, Param};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -90,7 +90,11 @@ fn ebpf_prefilter_keeps_non_matching_payloads_in_the_kernel() {
     );
     assert!(!h2.ebpf_prefilter());
     let other = udp_exchange(&pair.a, to, tagged(4, b'C', "c"), Duration::from_secs(2));
-    assert_eq!(other.len(), 4, "non-matching packets must flow without recv");
+    assert_eq!(
+        other.len(),
+        4,
+        "non-matching packets must flow without recv"
+    );
     assert_eq!(kernel_queued(&pair, h2.queue_num()), 4);
 }
 
@@ -117,7 +121,11 @@ fn queue_length_overflow_drops_the_oldest() {
         h.send(&buf[..n], &a).unwrap();
     }
     assert_eq!(got.len(), 32);
-    assert_eq!(got[0], b"Qq-0008".to_vec(), "the oldest 8 must be the ones dropped");
+    assert_eq!(
+        got[0],
+        b"Qq-0008".to_vec(),
+        "the oldest 8 must be the ones dropped"
+    );
     assert_eq!(h.stats().dropped, 8);
     drop(h);
     assert_eq!(echo.finish().len(), 32);
@@ -171,13 +179,17 @@ fn impostor_send_decrements_ttl_and_refuses_zero() {
         })
     };
     let mut buf = vec![0u8; 2000];
-    let (n, mut a) = h.recv_timeout(&mut buf, Some(Duration::from_secs(2))).unwrap();
+    let (n, mut a) = h
+        .recv_timeout(&mut buf, Some(Duration::from_secs(2)))
+        .unwrap();
     let mut p = buf[..n].to_vec();
     p[8] = 1; // TTL 1: an impostor send would make it 0
     a.impostor = true;
     a.ip_checksum = false;
     assert!(matches!(h.send(&p, &a), Err(Error::HopLimitExceeded)));
-    let (n, mut a) = h.recv_timeout(&mut buf, Some(Duration::from_secs(2))).unwrap();
+    let (n, mut a) = h
+        .recv_timeout(&mut buf, Some(Duration::from_secs(2)))
+        .unwrap();
     a.impostor = true;
     h.send(&buf[..n], &a).unwrap();
     t.join().unwrap();

@@ -37,8 +37,6 @@
 //! The optimiser ([`optimize`]) then works on a copy used only for evaluation, so
 //! [`crate::filter::Filter::object`] keeps WinDivert's exact shape.
 
-use std::collections::HashMap;
-
 use super::error::{ErrorKind, FilterError};
 use super::fields::{Field, Range};
 use super::ir::{Jump, Object, Op, Test, Value, MAX_TESTS};
@@ -55,10 +53,15 @@ pub fn compile_text(text: &str, layer: Layer) -> Result<Object, FilterError> {
 
 /// Simplify and flatten a parsed filter into its WinDivert object.
 pub fn compile_ast(ast: &Ast, layer: Layer) -> Result<Object, FilterError> {
+    let tests = ast
+        .nodes
+        .iter()
+        .filter(|n| matches!(n, Node::Test(_)))
+        .count();
     let mut fl = Flattener {
         ast,
         layer,
-        stack: Vec::new(),
+        tests: Vec::with_capacity(tests.min(MAX_TESTS)),
     };
     let entry = fl.flatten(ast.root, Label::Accept, Label::Reject)?;
     Ok(fl.emit(entry))
@@ -278,19 +281,22 @@ enum Label {
     Test(u16),
 }
 
-struct Slot {
-    field: Field,
-    op: Op,
-    value: Value,
-    index: i32,
-    succ: Label,
-    fail: Label,
+impl Label {
+    /// The label as a jump that still names a label (fixed up by [`Flattener::emit`]).
+    fn as_jump(self) -> Jump {
+        match self {
+            Label::Accept => Jump::Accept,
+            Label::Reject => Jump::Reject,
+            Label::Test(l) => Jump::Test(l),
+        }
+    }
 }
 
 struct Flattener<'a> {
     ast: &'a Ast,
     layer: Layer,
-    stack: Vec<Slot>,
+    /// The tests in allocation (label) order; their `Jump::Test`s hold labels.
+    tests: Vec<Test>,
 }
 
 impl Flattener<'_> {
@@ -322,50 +328,46 @@ impl Flattener<'_> {
                     value,
                     index,
                 } => {
-                    if self.stack.len() >= MAX_TESTS {
+                    if self.tests.len() >= MAX_TESTS {
                         return Err(FilterError::new(
                             ErrorKind::TooLong,
                             t.pos,
                             format!("more than {MAX_TESTS} tests after simplification"),
                         ));
                     }
-                    self.stack.push(Slot {
+                    self.tests.push(Test {
                         field,
                         op,
                         value,
                         index,
-                        succ,
-                        fail,
+                        success: succ.as_jump(),
+                        failure: fail.as_jump(),
                     });
-                    Ok(Label::Test((self.stack.len() - 1) as u16))
+                    Ok(Label::Test((self.tests.len() - 1) as u16))
                 }
             },
         }
     }
 
-    fn emit(&self, entry: Label) -> Object {
+    /// The object: the tests from the entry label down to label 0 (every jump goes to a
+    /// lower label, so forward in the object); tests allocated after the entry are dropped.
+    fn emit(self, entry: Label) -> Object {
         let root = match entry {
             Label::Accept => return Object::constant(true),
             Label::Reject => return Object::constant(false),
             Label::Test(l) => l,
         };
-        let jump = |l: Label| match l {
-            Label::Accept => Jump::Accept,
-            Label::Reject => Jump::Reject,
-            Label::Test(k) => Jump::Test(root - k),
+        let mut tests = self.tests;
+        tests.truncate(usize::from(root) + 1);
+        tests.reverse();
+        let jump = |j: Jump| match j {
+            Jump::Test(k) => Jump::Test(root - k),
+            other => other,
         };
-        let tests = (0..=root)
-            .rev()
-            .filter_map(|l| self.stack.get(usize::from(l)))
-            .map(|s| Test {
-                field: s.field,
-                op: s.op,
-                value: s.value,
-                index: s.index,
-                success: jump(s.succ),
-                failure: jump(s.fail),
-            })
-            .collect();
+        for t in &mut tests {
+            t.success = jump(t.success);
+            t.failure = jump(t.failure);
+        }
         Object { tests }
     }
 }
@@ -437,76 +439,201 @@ pub fn validate_object(obj: &Object, layer: Layer) -> Result<(), FilterError> {
 /// the kept tests keep their relative order. Objects that break the forward-jump rule are
 /// returned unchanged (validate them first).
 pub fn optimize(obj: &Object) -> Object {
-    let n = obj.tests.len();
-    let forward = obj.tests.iter().enumerate().all(|(i, t)| {
-        [t.success, t.failure]
-            .iter()
-            .all(|j| !matches!(j, Jump::Test(k) if usize::from(*k) <= i || usize::from(*k) >= n))
-    });
-    if n == 0 || n > MAX_TESTS || !forward {
-        return obj.clone();
+    let mut tests = Vec::new();
+    match optimize_with(&obj.tests, &mut tests) {
+        Optimized::Tests => Object { tests },
+        Optimized::Constant(c) => Object::constant(c),
+        Optimized::Unchanged => obj.clone(),
     }
-    type Key = (Field, Op, Value, i32, Jump, Jump);
-    let mut alias: Vec<Jump> = vec![Jump::Reject; n];
-    let mut tests: Vec<Option<Test>> = vec![None; n];
-    let mut canon: HashMap<Key, u16> = HashMap::new();
-    let resolve = |alias: &[Jump], j: Jump| match j {
+}
+
+/// What [`optimize_with`] made of the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Optimized {
+    /// The optimised tests were emitted.
+    Tests,
+    /// The filter is this constant (nothing was emitted).
+    Constant(bool),
+    /// The tests break the forward-jump rule or the size limits: use them as they are
+    /// (nothing was emitted).
+    Unchanged,
+}
+
+/// Where [`optimize_with`] puts the optimised tests.
+pub(crate) trait TestSink {
+    /// Called once, first, with the number of tests that follow.
+    fn count(&mut self, n: usize);
+    /// Called with each test, in order.
+    fn emit(&mut self, t: Test);
+}
+
+impl TestSink for Vec<Test> {
+    fn count(&mut self, n: usize) {
+        self.reserve_exact(n);
+    }
+    fn emit(&mut self, t: Test) {
+        self.push(t);
+    }
+}
+
+/// [`optimize`] without building an object: the tests go to `sink`.
+pub(crate) fn optimize_with(tests: &[Test], sink: &mut impl TestSink) -> Optimized {
+    let n = tests.len();
+    if n == 0 || n > MAX_TESTS {
+        return Optimized::Unchanged;
+    }
+    for (i, t) in tests.iter().enumerate() {
+        for j in [t.success, t.failure] {
+            if let Jump::Test(k) = j {
+                if usize::from(k) <= i || usize::from(k) >= n {
+                    return Optimized::Unchanged;
+                }
+            }
+        }
+    }
+    // Small objects (the common case) work in small arrays.
+    if n <= SMALL {
+        optimize_n::<SMALL, 1>(tests, sink)
+    } else {
+        optimize_n::<MAX_TESTS, { 2 * MAX_TESTS }>(tests, sink)
+    }
+}
+
+/// Below this many tests, duplicates are found by a linear search instead of a hash table.
+const SMALL: usize = 16;
+
+fn jump_code(j: Jump) -> u64 {
+    match j {
+        Jump::Accept => 0x1_0000,
+        Jump::Reject => 0x2_0000,
+        Jump::Test(k) => u64::from(k),
+    }
+}
+
+/// A hash of a test with its resolved jumps (a multiply-rotate mix; the keys come from the
+/// filter text, and a bad distribution only costs probes in a 512-slot table).
+fn test_hash(t: &Test, s: Jump, f: Jump) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mix = |h: u64, v: u64| (h.rotate_left(23) ^ v).wrapping_mul(K);
+    let mut h = mix(
+        0,
+        u64::from(t.field.id())
+            | (t.op as u64) << 8
+            | u64::from(t.value.neg) << 16
+            | u64::from(t.index as u32) << 32,
+    );
+    h = mix(h, t.value.mag as u64);
+    h = mix(h, (t.value.mag >> 64) as u64);
+    mix(h, jump_code(s) | jump_code(f) << 20)
+}
+
+/// The optimiser for objects of at most `N` tests (`tests` are checked: forward jumps,
+/// `1..=N` of them). Duplicates are found in a hash table of `T` slots (a power of two
+/// larger than `N`), or by a linear search when `N <= SMALL`.
+fn optimize_n<const N: usize, const T: usize>(
+    tests: &[Test],
+    sink: &mut impl TestSink,
+) -> Optimized {
+    let n = tests.len();
+    // alias[i]: where a jump to test i really goes (test i itself when it is kept).
+    let mut alias = [Jump::Reject; N];
+    // The resolved jumps of the kept tests.
+    let mut jumps = [(Jump::Reject, Jump::Reject); N];
+    // Kept tests so far (the small case searches them; the large case hashes them).
+    let mut canon = [0u16; N];
+    let mut n_canon = 0usize;
+    let mut table = [0u16; T];
+    let resolve = |alias: &[Jump; N], j: Jump| match j {
         Jump::Test(k) => alias[usize::from(k)],
         other => other,
     };
+    let same = |a: &Test, b: &Test| {
+        a.field == b.field && a.op == b.op && a.value == b.value && a.index == b.index
+    };
     for i in (0..n).rev() {
-        let t = obj.tests[i];
+        let t = &tests[i];
         let s = resolve(&alias, t.success);
         let f = resolve(&alias, t.failure);
         if s == f {
             alias[i] = s;
             continue;
         }
-        let key = (t.field, t.op, t.value, t.index, s, f);
-        if let Some(&j) = canon.get(&key) {
-            alias[i] = Jump::Test(j);
+        let dup = if N <= SMALL {
+            canon[..n_canon]
+                .iter()
+                .map(|&j| usize::from(j))
+                .find(|&j| jumps[j] == (s, f) && same(&tests[j], t))
+        } else {
+            let mut h = (test_hash(t, s, f) >> 32) as usize & (T - 1);
+            loop {
+                match usize::from(table[h]) {
+                    0 => {
+                        table[h] = i as u16 + 1;
+                        break None;
+                    }
+                    k => {
+                        let j = k - 1;
+                        if jumps[j] == (s, f) && same(&tests[j], t) {
+                            break Some(j);
+                        }
+                        h = (h + 1) & (T - 1);
+                    }
+                }
+            }
+        };
+        if let Some(j) = dup {
+            alias[i] = Jump::Test(j as u16);
             continue;
         }
-        canon.insert(key, i as u16);
+        canon[n_canon] = i as u16;
+        n_canon += 1;
         alias[i] = Jump::Test(i as u16);
-        tests[i] = Some(Test {
-            success: s,
-            failure: f,
-            ..t
-        });
+        jumps[i] = (s, f);
     }
     let entry = match alias[0] {
-        Jump::Accept => return Object::constant(true),
-        Jump::Reject => return Object::constant(false),
+        Jump::Accept => return Optimized::Constant(true),
+        Jump::Reject => return Optimized::Constant(false),
         Jump::Test(k) => usize::from(k),
     };
-    // Keep the tests reachable from the entry, in order.
-    let mut reachable = vec![false; n];
-    reachable[entry] = true;
-    let mut new_index = vec![0u16; n];
-    let mut kept: Vec<Test> = Vec::new();
+    // Keep the tests reachable from the entry, in order. The kept tests are the canonical
+    // ones (alias[i] == i), and every resolved jump goes to one.
+    const UNREACHED: u16 = u16::MAX;
+    let mut new_index = [UNREACHED; N];
+    new_index[entry] = 0;
+    let mut kept = 0u16;
     for i in entry..n {
-        if !reachable[i] {
+        if new_index[i] == UNREACHED {
             continue;
         }
-        let Some(t) = tests[i] else { continue };
-        for j in [t.success, t.failure] {
+        new_index[i] = kept;
+        kept += 1;
+        let (s, f) = jumps[i];
+        for j in [s, f] {
             if let Jump::Test(k) = j {
-                reachable[usize::from(k)] = true;
+                let k = usize::from(k);
+                if new_index[k] == UNREACHED {
+                    new_index[k] = 0;
+                }
             }
         }
-        new_index[i] = kept.len() as u16;
-        kept.push(t);
     }
+    sink.count(usize::from(kept));
     let renum = |j: Jump| match j {
         Jump::Test(k) => Jump::Test(new_index[usize::from(k)]),
         other => other,
     };
-    for t in &mut kept {
-        t.success = renum(t.success);
-        t.failure = renum(t.failure);
+    for i in entry..n {
+        if new_index[i] == UNREACHED {
+            continue;
+        }
+        let (s, f) = jumps[i];
+        sink.emit(Test {
+            success: renum(s),
+            failure: renum(f),
+            ..tests[i]
+        });
     }
-    Object { tests: kept }
+    Optimized::Tests
 }
 
 // ---------------------------------------------------------------------------------------
@@ -680,42 +807,6 @@ pub fn compare(x: Value, op: Op, v: Value) -> bool {
     }
 }
 
-/// Whether ACCEPT may be reachable under `facts`, every other test being unknown
-/// (WinDivert's `WinDivertCondExecFilter`, generalised to several facts).
-fn can_accept(obj: &Object, facts: &Facts) -> bool {
-    let n = obj.tests.len();
-    if n == 0 {
-        return true;
-    }
-    let mut result = vec![true; n];
-    for i in (0..n).rev() {
-        let t = &obj.tests[i];
-        let r = |j: Jump| match j {
-            Jump::Accept => true,
-            Jump::Reject => false,
-            Jump::Test(k) => {
-                let k = usize::from(k);
-                if k > i && k < n {
-                    result[k]
-                } else {
-                    true
-                }
-            }
-        };
-        let (s, f) = (r(t.success), r(t.failure));
-        result[i] = if s == f {
-            s
-        } else {
-            match known(t, facts) {
-                Some(true) => s,
-                Some(false) => f,
-                None => true,
-            }
-        };
-    }
-    result[0]
-}
-
 /// The filter flags of an object compiled for `layer` (FILTER.md §9 step 6).
 ///
 /// Like WinDivert's analysis it asks whether ACCEPT is reachable when some fields are fixed
@@ -723,24 +814,29 @@ fn can_accept(obj: &Object, facts: &Facts) -> bool {
 /// (`inbound = 1` with `outbound = 0`; `ip = 1` with `ipv6 = 0`, `icmpv6 = 0` and every
 /// `ipv6.*`/`icmpv6.*` test false), so it is sound and at least as precise: WinDivert sets
 /// IP for `ipv6.DstAddr == ::1`, this does not.
+///
+/// Every question (the unconstrained one, each direction, each address family and each
+/// event) is answered in the same backward pass over the tests, one bit per question
+/// (WinDivert's `WinDivertCondExecFilter`, generalised to several facts).
 pub fn analyze(obj: &Object, layer: Layer) -> FilterFlags {
-    let mut flags = FilterFlags::NONE;
-    if !can_accept(obj, &Facts::default()) {
-        return flags;
-    }
-    let with = |f: Facts| can_accept(obj, &f);
+    // Question 0 has no facts: if ACCEPT is unreachable, the filter matches nothing.
+    let mut facts = [Facts::default(); 10];
+    let mut flags = [FilterFlags::NONE; 10];
+    let mut q = 1;
+    let mut ask = |f: Facts, flag: FilterFlags| {
+        facts[q] = f;
+        flags[q] = flag;
+        q += 1;
+    };
     if layer.is_network() {
-        if with(Facts {
-            outbound: Some(false),
-            ..Facts::default()
-        }) {
-            flags |= FilterFlags::INBOUND;
-        }
-        if with(Facts {
-            outbound: Some(true),
-            ..Facts::default()
-        }) {
-            flags |= FilterFlags::OUTBOUND;
+        for (outbound, flag) in [(false, FilterFlags::INBOUND), (true, FilterFlags::OUTBOUND)] {
+            ask(
+                Facts {
+                    outbound: Some(outbound),
+                    ..Facts::default()
+                },
+                flag,
+            );
         }
     }
     if layer != Layer::Reflect {
@@ -748,12 +844,13 @@ pub fn analyze(obj: &Object, layer: Layer) -> FilterFlags {
             (Family::V4, FilterFlags::IP),
             (Family::V6, FilterFlags::IPV6),
         ] {
-            if with(Facts {
-                family: Some(fam),
-                ..Facts::default()
-            }) {
-                flags |= flag;
-            }
+            ask(
+                Facts {
+                    family: Some(fam),
+                    ..Facts::default()
+                },
+                flag,
+            );
         }
     }
     let events: &[Event] = match layer {
@@ -768,14 +865,73 @@ pub fn analyze(obj: &Object, layer: Layer) -> FilterFlags {
         _ => &[],
     };
     for &e in events {
-        if with(Facts {
-            event: Some(e as u8),
-            ..Facts::default()
-        }) {
-            flags |= FilterFlags::for_event(e);
+        ask(
+            Facts {
+                event: Some(e as u8),
+                ..Facts::default()
+            },
+            FilterFlags::for_event(e),
+        );
+    }
+    let accept = can_accept(&obj.tests, &facts[..q]);
+    if accept & 1 == 0 {
+        return FilterFlags::NONE;
+    }
+    let mut out = FilterFlags::NONE;
+    for (b, &flag) in flags[..q].iter().enumerate().skip(1) {
+        if accept >> b & 1 != 0 {
+            out |= flag;
         }
     }
-    flags
+    out
+}
+
+/// For each of `facts` (bit `b` for `facts[b]`), whether ACCEPT may be reachable under
+/// those facts, every other test being unknown.
+fn can_accept(tests: &[Test], facts: &[Facts]) -> u16 {
+    let n = tests.len();
+    let all: u16 = (1u16 << facts.len()) - 1;
+    if n == 0 {
+        return all;
+    }
+    let mut small = [0u16; MAX_TESTS];
+    let mut large = Vec::new();
+    let result: &mut [u16] = if n <= MAX_TESTS {
+        &mut small[..n]
+    } else {
+        large.resize(n, 0);
+        &mut large
+    };
+    for i in (0..n).rev() {
+        let t = &tests[i];
+        let r = |j: Jump| match j {
+            Jump::Accept => all,
+            Jump::Reject => 0,
+            Jump::Test(k) => {
+                let k = usize::from(k);
+                if k > i && k < n {
+                    result[k]
+                } else {
+                    all
+                }
+            }
+        };
+        let (s, f) = (r(t.success), r(t.failure));
+        let mut m = s & f;
+        let mut differ = s ^ f;
+        while differ != 0 {
+            let b = differ.trailing_zeros();
+            differ &= differ - 1;
+            let bit = match known(t, &facts[b as usize]) {
+                Some(true) => s >> b & 1,
+                Some(false) => f >> b & 1,
+                None => 1,
+            };
+            m |= bit << b;
+        }
+        result[i] = m;
+    }
+    result[0]
 }
 
 #[cfg(test)]

@@ -24,8 +24,9 @@
 
 use core::fmt;
 
+use super::compile::{optimize_with, Optimized, TestSink};
 use super::fields::Field;
-use super::ir::{Jump, Object, Op, Value};
+use super::ir::{Jump, Object, Op, Test, Value};
 use crate::address::Address;
 use crate::packet::{ParsedPacket, Transport};
 use crate::types::Layer;
@@ -344,6 +345,76 @@ pub(crate) struct Program {
     wide: Box<[(u128, u128)]>,
 }
 
+/// Builds a [`Program`] one test at a time.
+struct ProgramBuilder {
+    n: usize,
+    layer: Layer,
+    insns: Vec<Insn>,
+    wide: Vec<(u128, u128)>,
+}
+
+impl ProgramBuilder {
+    /// A builder for a program of `n` tests.
+    fn new(n: usize, layer: Layer) -> ProgramBuilder {
+        ProgramBuilder {
+            n,
+            layer,
+            insns: Vec::with_capacity(n),
+            wide: Vec::new(),
+        }
+    }
+
+    /// Add the next test. A jump that does not go forward within the `n` tests is REJECT.
+    fn push(&mut self, t: &Test) {
+        let i = self.insns.len();
+        let n = self.n;
+        let target = |j: Jump| match j {
+            Jump::Accept => ACCEPT,
+            Jump::Reject => REJECT,
+            Jump::Test(k) if usize::from(k) > i && usize::from(k) < n => k,
+            Jump::Test(_) => REJECT,
+        };
+        let load = Load::resolve(t.field, self.layer);
+        let is_wide = load.is_wide();
+        let (lo, span, neg) = if is_wide {
+            let (lo, span, neg) = wide_test(t.op, t.value);
+            self.wide.resize(i, (0, 0));
+            self.wide.push((lo, span));
+            (0, 0, neg)
+        } else {
+            narrow_test(t.op, t.value)
+        };
+        self.insns.push(Insn {
+            load,
+            wide: is_wide,
+            neg,
+            succ: target(t.success),
+            fail: target(t.failure),
+            index: t.index,
+            lo,
+            span,
+        });
+    }
+
+    fn finish(self) -> Program {
+        debug_assert_eq!(self.insns.len(), self.n);
+        Program {
+            insns: self.insns.into_boxed_slice(),
+            wide: self.wide.into_boxed_slice(),
+        }
+    }
+}
+
+impl TestSink for ProgramBuilder {
+    fn count(&mut self, n: usize) {
+        self.n = n;
+        self.insns.reserve_exact(n);
+    }
+    fn emit(&mut self, t: Test) {
+        self.push(&t);
+    }
+}
+
 /// The interval form of `x op k` for `x` in `[dmin, dmax]` (all as `i128`, with `k` already
 /// clamped into `i128`): `(lo, hi, neg)`, where `None` is the empty set.
 fn interval(op: Op, k: i128, dmin: i128, dmax: i128) -> (Option<(i128, i128)>, bool) {
@@ -422,40 +493,21 @@ impl Program {
     /// Build the program of `obj` (ideally optimised) for `layer`. A jump that does not go
     /// forward is treated as REJECT, so evaluation always terminates.
     pub(crate) fn new(obj: &Object, layer: Layer) -> Program {
-        let n = obj.tests.len();
-        let mut wide = Vec::new();
-        let mut insns = Vec::with_capacity(n);
-        for (i, t) in obj.tests.iter().enumerate() {
-            let target = |j: Jump| match j {
-                Jump::Accept => ACCEPT,
-                Jump::Reject => REJECT,
-                Jump::Test(k) if usize::from(k) > i && usize::from(k) < n => k,
-                Jump::Test(_) => REJECT,
-            };
-            let load = Load::resolve(t.field, layer);
-            let is_wide = load.is_wide();
-            let (lo, span, neg) = if is_wide {
-                let (lo, span, neg) = wide_test(t.op, t.value);
-                wide.resize(i, (0, 0));
-                wide.push((lo, span));
-                (0, 0, neg)
-            } else {
-                narrow_test(t.op, t.value)
-            };
-            insns.push(Insn {
-                load,
-                wide: is_wide,
-                neg,
-                succ: target(t.success),
-                fail: target(t.failure),
-                index: t.index,
-                lo,
-                span,
-            });
+        let mut b = ProgramBuilder::new(obj.tests.len(), layer);
+        for t in &obj.tests {
+            b.push(t);
         }
-        Program {
-            insns: insns.into_boxed_slice(),
-            wide: wide.into_boxed_slice(),
+        b.finish()
+    }
+
+    /// The program of `obj` optimised ([`crate::filter::compile::optimize`]), without
+    /// building the optimised object.
+    pub(crate) fn optimized(obj: &Object, layer: Layer) -> Program {
+        let mut b = ProgramBuilder::new(0, layer);
+        match optimize_with(&obj.tests, &mut b) {
+            Optimized::Tests => b.finish(),
+            Optimized::Constant(c) => Program::new(&Object::constant(c), layer),
+            Optimized::Unchanged => Program::new(obj, layer),
         }
     }
 

@@ -166,8 +166,12 @@ impl Field {
     }
 
     /// Look a field up by its exact (case-sensitive) name.
+    #[inline]
     pub fn from_name(name: &str) -> Option<Field> {
-        Field::ALL.iter().copied().find(|f| f.name() == name)
+        match lookup_symbol(name) {
+            Some(Symbol::Field(f)) => Some(f),
+            _ => None,
+        }
     }
 
     const fn layer_mask(self) -> u8 {
@@ -350,37 +354,205 @@ impl Range {
     }
 }
 
-/// A symbolic value (`TCP`, `ESTABLISHED`, `NETWORK`, ...) and the layers where it expands.
-pub fn macro_value(name: &str, layer: Layer) -> Option<Option<u32>> {
-    // Outer None: not a macro. Inner None: a macro that is not valid at this layer.
-    let (value, valid) = match name {
-        "TRUE" => (1, true),
-        "FALSE" => (0, true),
-        "TCP" => (6, true),
-        "UDP" => (17, true),
-        "ICMP" => (1, true),
-        "ICMPV6" => (58, true),
-        "PACKET" => (0, layer.is_network()),
-        "ESTABLISHED" => (1, layer == Layer::Flow),
-        "DELETED" => (2, layer == Layer::Flow),
-        "BIND" => (3, layer == Layer::Socket),
-        "CONNECT" => (4, layer == Layer::Socket),
-        "LISTEN" => (5, layer == Layer::Socket),
-        "ACCEPT" => (6, layer == Layer::Socket),
-        "CLOSE" => match layer {
+/// The macro names (symbolic values), in a fixed order: [`Symbol::Macro`] indexes this.
+pub const MACROS: [&str; 20] = [
+    "TRUE",
+    "FALSE",
+    "TCP",
+    "UDP",
+    "ICMP",
+    "ICMPV6",
+    "PACKET",
+    "ESTABLISHED",
+    "DELETED",
+    "BIND",
+    "CONNECT",
+    "LISTEN",
+    "ACCEPT",
+    "CLOSE",
+    "OPEN",
+    "NETWORK",
+    "NETWORK_FORWARD",
+    "FLOW",
+    "SOCKET",
+    "REFLECT",
+];
+
+/// The keywords of the filter language, in a fixed order: [`Symbol::Keyword`] indexes this.
+pub const KEYWORDS: [&str; 5] = ["and", "or", "not", "true", "false"];
+
+/// A word of the symbol table (a keyword, a field name or a macro name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Symbol {
+    /// `KEYWORDS[i]`.
+    Keyword(u8),
+    /// A field.
+    Field(Field),
+    /// `MACROS[i]`.
+    Macro(u8),
+}
+
+const N_SYMBOLS: usize = KEYWORDS.len() + Field::ALL.len() + MACROS.len();
+
+/// The name of symbol number `i` (keywords, then fields in id order, then macros).
+const fn symbol_name(i: usize) -> &'static str {
+    if i < KEYWORDS.len() {
+        KEYWORDS[i]
+    } else if i < KEYWORDS.len() + Field::ALL.len() {
+        Field::ALL[i - KEYWORDS.len()].name()
+    } else {
+        MACROS[i - KEYWORDS.len() - Field::ALL.len()]
+    }
+}
+
+const fn symbol_at(i: usize) -> Symbol {
+    if i < KEYWORDS.len() {
+        Symbol::Keyword(i as u8)
+    } else if i < KEYWORDS.len() + Field::ALL.len() {
+        Symbol::Field(Field::ALL[i - KEYWORDS.len()])
+    } else {
+        Symbol::Macro((i - KEYWORDS.len() - Field::ALL.len()) as u8)
+    }
+}
+
+const SYMBOL_HASH_BITS: u32 = 10;
+
+/// One FNV-1a step of the symbol hash.
+#[inline(always)]
+pub(crate) const fn symbol_hash_step(h: u32, byte: u8) -> u32 {
+    (h ^ byte as u32).wrapping_mul(0x0100_0193)
+}
+
+/// FNV-1a over the bytes, from `seed`; the top [`SYMBOL_HASH_BITS`] bits index the table.
+#[inline]
+const fn symbol_hash(s: &[u8], seed: u32) -> u32 {
+    let mut h = seed;
+    let mut i = 0;
+    while i < s.len() {
+        h = symbol_hash_step(h, s[i]);
+        i += 1;
+    }
+    h
+}
+
+const fn symbol_slot(h: u32) -> usize {
+    (h >> (32 - SYMBOL_HASH_BITS)) as usize
+}
+
+/// A collision-free (perfect) hash table of the symbol names: `slots[hash]` is the symbol
+/// number plus one, or 0.
+struct SymbolTable {
+    seed: u32,
+    slots: [u8; 1 << SYMBOL_HASH_BITS],
+}
+
+/// Find, at compile time, the first seed for which no two symbol names share a slot.
+const fn build_symbol_table() -> SymbolTable {
+    let mut seed = 1u32;
+    loop {
+        let mut slots = [0u8; 1 << SYMBOL_HASH_BITS];
+        let mut i = 0;
+        let mut ok = true;
+        while i < N_SYMBOLS {
+            let h = symbol_slot(symbol_hash(symbol_name(i).as_bytes(), seed));
+            if slots[h] != 0 {
+                ok = false;
+                break;
+            }
+            slots[h] = (i + 1) as u8;
+            i += 1;
+        }
+        if ok {
+            return SymbolTable { seed, slots };
+        }
+        assert!(seed < 100_000, "no perfect hash seed for the symbol table");
+        seed += 1;
+    }
+}
+
+static SYMBOLS: SymbolTable = build_symbol_table();
+
+/// The shortest and longest symbol names.
+const SYMBOL_LEN: (usize, usize) = {
+    let (mut lo, mut hi) = (usize::MAX, 0);
+    let mut i = 0;
+    while i < N_SYMBOLS {
+        let n = symbol_name(i).len();
+        if n < lo {
+            lo = n;
+        }
+        if n > hi {
+            hi = n;
+        }
+        i += 1;
+    }
+    (lo, hi)
+};
+
+/// Look up a word in the symbol table (exact, case-sensitive): one hash and one compare.
+#[inline]
+pub fn lookup_symbol(word: &str) -> Option<Symbol> {
+    lookup_symbol_hashed(word, symbol_hash(word.as_bytes(), SYMBOLS.seed))
+}
+
+/// The starting value of the symbol hash: fold each byte of a word in with
+/// [`symbol_hash_step`], then look it up with [`lookup_symbol_hashed`].
+#[inline(always)]
+pub(crate) fn symbol_hash_seed() -> u32 {
+    SYMBOLS.seed
+}
+
+/// [`lookup_symbol`] with the word's hash already computed.
+#[inline]
+pub(crate) fn lookup_symbol_hashed(word: &str, hash: u32) -> Option<Symbol> {
+    let b = word.as_bytes();
+    if b.len() < SYMBOL_LEN.0 || b.len() > SYMBOL_LEN.1 {
+        return None;
+    }
+    let i = usize::from(SYMBOLS.slots[symbol_slot(hash)]).checked_sub(1)?;
+    (symbol_name(i).as_bytes() == b).then(|| symbol_at(i))
+}
+
+/// The value of `MACROS[index]` at `layer`: `None` when the macro is not valid there.
+pub fn macro_value_at(index: u8, layer: Layer) -> Option<u32> {
+    let (value, valid) = match index {
+        0 => (1, true),                    // TRUE
+        1 => (0, true),                    // FALSE
+        2 => (6, true),                    // TCP
+        3 => (17, true),                   // UDP
+        4 => (1, true),                    // ICMP
+        5 => (58, true),                   // ICMPV6
+        6 => (0, layer.is_network()),      // PACKET
+        7 => (1, layer == Layer::Flow),    // ESTABLISHED
+        8 => (2, layer == Layer::Flow),    // DELETED
+        9 => (3, layer == Layer::Socket),  // BIND
+        10 => (4, layer == Layer::Socket), // CONNECT
+        11 => (5, layer == Layer::Socket), // LISTEN
+        12 => (6, layer == Layer::Socket), // ACCEPT
+        13 => match layer {
+            // CLOSE
             Layer::Socket => (7, true),
             Layer::Reflect => (9, true),
             _ => (0, false),
         },
-        "OPEN" => (8, layer == Layer::Reflect),
-        "NETWORK" => (0, true),
-        "NETWORK_FORWARD" => (1, true),
-        "FLOW" => (2, true),
-        "SOCKET" => (3, true),
-        "REFLECT" => (4, true),
-        _ => return None,
+        14 => (8, layer == Layer::Reflect), // OPEN
+        15 => (0, true),                    // NETWORK
+        16 => (1, true),                    // NETWORK_FORWARD
+        17 => (2, true),                    // FLOW
+        18 => (3, true),                    // SOCKET
+        19 => (4, true),                    // REFLECT
+        _ => (0, false),
     };
-    Some(if valid { Some(value) } else { None })
+    valid.then_some(value)
+}
+
+/// A symbolic value (`TCP`, `ESTABLISHED`, `NETWORK`, ...) and the layers where it expands.
+pub fn macro_value(name: &str, layer: Layer) -> Option<Option<u32>> {
+    // Outer None: not a macro. Inner None: a macro that is not valid at this layer.
+    match lookup_symbol(name) {
+        Some(Symbol::Macro(i)) => Some(macro_value_at(i, layer)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -396,6 +568,35 @@ mod tests {
         }
         assert_eq!(Field::from_id(86), None);
         assert_eq!(Field::from_name("TCP.DstPort"), None);
+    }
+
+    #[test]
+    fn symbol_table() {
+        for (i, k) in KEYWORDS.iter().enumerate() {
+            assert_eq!(lookup_symbol(k), Some(Symbol::Keyword(i as u8)));
+        }
+        for (i, m) in MACROS.iter().enumerate() {
+            assert_eq!(lookup_symbol(m), Some(Symbol::Macro(i as u8)));
+        }
+        for w in [
+            "",
+            "a",
+            "And",
+            "tcp.",
+            "tcp.DstPor",
+            "tcp.DstPortt",
+            "TCP.DstPort",
+            "x",
+        ] {
+            assert_eq!(lookup_symbol(w), None, "{w}");
+        }
+        let all: Vec<&str> = (0..N_SYMBOLS).map(symbol_name).collect();
+        assert_eq!(all.iter().map(|n| n.len()).min(), Some(SYMBOL_LEN.0));
+        assert_eq!(all.iter().map(|n| n.len()).max(), Some(SYMBOL_LEN.1));
+        assert_eq!(macro_value("CLOSE", Layer::Reflect), Some(Some(9)));
+        assert_eq!(macro_value("CLOSE", Layer::Flow), Some(None));
+        assert_eq!(macro_value("PACKET", Layer::NetworkForward), Some(Some(0)));
+        assert_eq!(macro_value("tcp", Layer::Network), None);
     }
 
     #[test]

@@ -25,7 +25,10 @@
 //! `:` was given back). An embedded NUL byte is a bad token here; in C it ends the string.
 
 use super::error::{ErrorKind, FilterError};
-use super::fields::{macro_value, Field};
+use super::fields::{
+    lookup_symbol_hashed, macro_value_at, symbol_hash_seed, symbol_hash_step, Field, Symbol,
+    KEYWORDS, MACROS,
+};
 use crate::packet::addr;
 use crate::types::Layer;
 
@@ -100,156 +103,246 @@ pub struct Token {
     pub len: usize,
 }
 
-const MACROS: [&str; 20] = [
-    "TRUE",
-    "FALSE",
-    "TCP",
-    "UDP",
-    "ICMP",
-    "ICMPV6",
-    "PACKET",
-    "ESTABLISHED",
-    "DELETED",
-    "BIND",
-    "CONNECT",
-    "LISTEN",
-    "ACCEPT",
-    "CLOSE",
-    "OPEN",
-    "NETWORK",
-    "NETWORK_FORWARD",
-    "FLOW",
-    "SOCKET",
-    "REFLECT",
-];
+/// Byte classes: [`SPACE`] and [`WORD`] bits.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0usize;
+    while c < 256 {
+        let b = c as u8;
+        if matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0C | 0x0B) {
+            t[c] |= SPACE;
+        }
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'_') {
+            t[c] |= WORD;
+        }
+        c += 1;
+    }
+    t
+};
+const SPACE: u8 = 1;
+const WORD: u8 = 2;
 
+#[inline(always)]
 fn is_space(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0C | 0x0B)
+    CLASS[usize::from(c)] & SPACE != 0
 }
 
+#[inline(always)]
 fn is_word_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'.' | b':' | b'_')
+    CLASS[usize::from(c)] & WORD != 0
 }
 
 /// Tokenize `text` for `layer`. The last token is always [`TokenKind::End`].
 pub fn tokenize(text: &str, layer: Layer) -> Result<Vec<Token>, FilterError> {
-    let s = text.as_bytes();
-    let mut toks: Vec<Token> = Vec::new();
-    let mut i = 0usize;
+    let mut lexer = Lexer::new(text, layer);
+    let mut toks: Vec<Token> = Vec::with_capacity(text.len() / 4 + 2);
     loop {
-        while i < s.len() && is_space(s[i]) {
-            i += 1;
-        }
-        let start = i;
-        if toks.len() >= MAX_TOKENS {
-            return Err(FilterError::new(
-                ErrorKind::TooLong,
-                start,
-                format!("more than {} tokens", MAX_TOKENS - 1),
-            ));
-        }
-        let Some(&c) = s.get(i) else {
-            toks.push(Token {
-                kind: TokenKind::End,
-                pos: start,
-                len: 0,
-            });
+        let t = lexer.next_token()?;
+        toks.push(t);
+        if t.kind == TokenKind::End {
             return Ok(toks);
-        };
-        let next = s.get(i + 1).copied();
-        let punct = |kind, len| Token {
-            kind,
-            pos: start,
-            len,
-        };
-        let tok = match c {
-            b'(' => Some(punct(TokenKind::Open, 1)),
-            b')' => Some(punct(TokenKind::Close, 1)),
-            b'[' => Some(punct(TokenKind::SquareOpen, 1)),
-            b']' => Some(punct(TokenKind::SquareClose, 1)),
-            b'-' => Some(punct(TokenKind::Minus, 1)),
-            b'?' => Some(punct(TokenKind::Question, 1)),
-            b'!' if next == Some(b'=') => Some(punct(TokenKind::Neq, 2)),
-            b'!' => Some(punct(TokenKind::Not, 1)),
-            b'=' if next == Some(b'=') => Some(punct(TokenKind::Eq, 2)),
-            b'=' => Some(punct(TokenKind::Eq, 1)),
-            b'<' if next == Some(b'=') => Some(punct(TokenKind::Le, 2)),
-            b'<' => Some(punct(TokenKind::Lt, 1)),
-            b'>' if next == Some(b'=') => Some(punct(TokenKind::Ge, 2)),
-            b'>' => Some(punct(TokenKind::Gt, 1)),
-            b':' if next != Some(b':') => Some(punct(TokenKind::Colon, 1)),
-            b'&' | b'|' => {
-                if next != Some(c) {
-                    let op = if c == b'&' { "&&" } else { "||" };
-                    return Err(FilterError::new(
-                        ErrorKind::BadToken,
-                        start,
-                        format!("a single `{}` is not an operator; write `{op}`", c as char),
-                    ));
+        }
+    }
+}
+
+/// The tokenizer as a stream: [`Lexer::next_token`] yields the tokens [`tokenize`] returns,
+/// one at a time, then [`TokenKind::End`] forever (or the error `tokenize` would return).
+#[derive(Debug, Clone)]
+pub struct Lexer<'a> {
+    text: &'a str,
+    layer: Layer,
+    /// Next byte to look at.
+    i: usize,
+    /// Tokens produced so far (for the [`MAX_TOKENS`] limit).
+    count: usize,
+    /// The byte marker of a `55b` word, produced right after its number.
+    pending: Option<Token>,
+}
+
+impl<'a> Lexer<'a> {
+    /// A lexer at the start of `text`.
+    pub fn new(text: &'a str, layer: Layer) -> Lexer<'a> {
+        Lexer {
+            text,
+            layer,
+            i: 0,
+            count: 0,
+            pending: None,
+        }
+    }
+
+    /// The next token.
+    pub fn next_token(&mut self) -> Result<Token, FilterError> {
+        if let Some(t) = self.pending.take() {
+            self.count += 1;
+            return Ok(t);
+        }
+        let s = self.text.as_bytes();
+        loop {
+            let mut i = self.i;
+            while i < s.len() && is_space(s[i]) {
+                i += 1;
+            }
+            self.i = i;
+            let start = i;
+            if self.count >= MAX_TOKENS {
+                return Err(too_many_tokens(start));
+            }
+            let Some(&c) = s.get(i) else {
+                self.count += 1;
+                return Ok(Token {
+                    kind: TokenKind::End,
+                    pos: start,
+                    len: 0,
+                });
+            };
+            let next = s.get(i + 1).copied();
+            let (kind, len) = match c {
+                b'(' => (TokenKind::Open, 1),
+                b')' => (TokenKind::Close, 1),
+                b'[' => (TokenKind::SquareOpen, 1),
+                b']' => (TokenKind::SquareClose, 1),
+                b'-' => (TokenKind::Minus, 1),
+                b'?' => (TokenKind::Question, 1),
+                b'!' if next == Some(b'=') => (TokenKind::Neq, 2),
+                b'!' => (TokenKind::Not, 1),
+                b'=' if next == Some(b'=') => (TokenKind::Eq, 2),
+                b'=' => (TokenKind::Eq, 1),
+                b'<' if next == Some(b'=') => (TokenKind::Le, 2),
+                b'<' => (TokenKind::Lt, 1),
+                b'>' if next == Some(b'=') => (TokenKind::Ge, 2),
+                b'>' => (TokenKind::Gt, 1),
+                b':' if next != Some(b':') => (TokenKind::Colon, 1),
+                b'&' | b'|' => {
+                    if next != Some(c) {
+                        return Err(single_amp_or_pipe(c, start));
+                    }
+                    let kind = if c == b'&' {
+                        TokenKind::And
+                    } else {
+                        TokenKind::Or
+                    };
+                    (kind, 2)
                 }
-                let kind = if c == b'&' {
-                    TokenKind::And
-                } else {
-                    TokenKind::Or
-                };
-                Some(punct(kind, 2))
-            }
-            _ => None,
-        };
-        if let Some(tok) = tok {
-            i += tok.len;
-            toks.push(tok);
-            continue;
+                _ => {
+                    if !is_word_char(c) {
+                        return Err(bad_char(self.text, start));
+                    }
+                    match self.word(start)? {
+                        Some(t) => {
+                            self.count += 1;
+                            return Ok(t);
+                        }
+                        // A dropped `b`: go on with the next word.
+                        None => continue,
+                    }
+                }
+            };
+            self.i = start + len;
+            self.count += 1;
+            return Ok(Token {
+                kind,
+                pos: start,
+                len,
+            });
         }
-        if !is_word_char(c) {
-            return Err(FilterError::new(
-                ErrorKind::BadToken,
-                start,
-                format!("unexpected character {}", describe_char(text, start)),
-            ));
-        }
-        // A word.
+    }
+
+    /// The word at `start` (its first byte is a word character): its token, or `None` for a
+    /// dropped `b`. A `55b` word leaves its byte marker in `pending`.
+    fn word(&mut self, start: usize) -> Result<Option<Token>, FilterError> {
+        let s = self.text.as_bytes();
+        let limit = s.len().min(start + MAX_WORD_LEN + 1);
         let mut end = start;
-        while end < s.len() && is_word_char(s[end]) {
-            end += 1;
-            if end - start > MAX_WORD_LEN {
-                return Err(FilterError::new(
-                    ErrorKind::BadToken,
-                    start,
-                    format!("a word is longer than {MAX_WORD_LEN} characters"),
-                ));
+        // The symbol hash of the word, and of the word without its last byte (for a given
+        // back `:`); numbers (a leading digit) are never symbols.
+        let (mut hash, mut prev) = (0u32, 0u32);
+        if s[start].is_ascii_digit() {
+            while end < limit && is_word_char(s[end]) {
+                end += 1;
             }
+        } else {
+            hash = symbol_hash_seed();
+            while end < limit && is_word_char(s[end]) {
+                prev = hash;
+                hash = symbol_hash_step(hash, s[end]);
+                end += 1;
+            }
+        }
+        if end - start > MAX_WORD_LEN {
+            return Err(word_too_long(start));
         }
         // Give back a single trailing ':' (but keep a trailing "::").
         if end - start >= 2 && s[end - 1] == b':' && s[end - 2] != b':' {
             end -= 1;
+            hash = prev;
         }
-        i = end;
+        self.i = end;
         // Words are ASCII, so slicing on these byte offsets is on char boundaries.
-        let word = text.get(start..end).unwrap_or("");
+        let word = self.text.get(start..end).unwrap_or("");
         let len = end - start;
-        let tok = |kind| Token {
-            kind,
-            pos: start,
-            len,
-        };
-        match resolve_word(word, layer, start)? {
-            Word::Token(kind) => toks.push(tok(kind)),
+        Ok(match resolve_word(word, hash, self.layer, start)? {
+            Word::Token(kind) => Some(Token {
+                kind,
+                pos: start,
+                len,
+            }),
             Word::NumberBytes(v) => {
-                toks.push(Token {
-                    kind: TokenKind::Number(v),
-                    pos: start,
-                    len: len - 1,
-                });
-                toks.push(Token {
+                self.pending = Some(Token {
                     kind: TokenKind::Bytes,
                     pos: end - 1,
                     len: 1,
                 });
+                Some(Token {
+                    kind: TokenKind::Number(v),
+                    pos: start,
+                    len: len - 1,
+                })
             }
-            Word::Dropped => {}
-        }
+            Word::Dropped => None,
+        })
     }
+}
+
+#[cold]
+#[inline(never)]
+fn too_many_tokens(pos: usize) -> FilterError {
+    FilterError::new(
+        ErrorKind::TooLong,
+        pos,
+        format!("more than {} tokens", MAX_TOKENS - 1),
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn single_amp_or_pipe(c: u8, pos: usize) -> FilterError {
+    let op = if c == b'&' { "&&" } else { "||" };
+    FilterError::new(
+        ErrorKind::BadToken,
+        pos,
+        format!("a single `{}` is not an operator; write `{op}`", c as char),
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn bad_char(text: &str, pos: usize) -> FilterError {
+    FilterError::new(
+        ErrorKind::BadToken,
+        pos,
+        format!("unexpected character {}", describe_char(text, pos)),
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn word_too_long(pos: usize) -> FilterError {
+    FilterError::new(
+        ErrorKind::BadToken,
+        pos,
+        format!("a word is longer than {MAX_WORD_LEN} characters"),
+    )
 }
 
 enum Word {
@@ -258,54 +351,53 @@ enum Word {
     Dropped,
 }
 
-fn resolve_word(word: &str, layer: Layer, pos: usize) -> Result<Word, FilterError> {
-    // 1. The symbol table.
-    match word {
-        "and" => return Ok(Word::Token(TokenKind::And)),
-        "or" => return Ok(Word::Token(TokenKind::Or)),
-        "not" => return Ok(Word::Token(TokenKind::Not)),
-        "true" => return Ok(Word::Token(TokenKind::True)),
-        "false" => return Ok(Word::Token(TokenKind::False)),
-        _ => {}
-    }
-    if let Some(field) = Field::from_name(word) {
-        if !field.valid_for(layer) {
-            return Err(FilterError::new(
-                ErrorKind::BadTokenForLayer,
-                pos,
-                format!(
-                    "field `{word}` is not available at the {layer} layer (valid at: {})",
-                    valid_layers(field)
-                ),
-            ));
+/// Resolve a word; `hash` is its symbol hash (unused when it starts with a digit).
+fn resolve_word(word: &str, hash: u32, layer: Layer, pos: usize) -> Result<Word, FilterError> {
+    let b = word.as_bytes();
+    let first = b.first().copied().unwrap_or(0);
+    // 1. The symbol table (no symbol starts with a digit).
+    if !first.is_ascii_digit() {
+        match lookup_symbol_hashed(word, hash) {
+            Some(Symbol::Keyword(k)) => {
+                return Ok(Word::Token(match k {
+                    0 => TokenKind::And,
+                    1 => TokenKind::Or,
+                    2 => TokenKind::Not,
+                    3 => TokenKind::True,
+                    _ => TokenKind::False,
+                }))
+            }
+            Some(Symbol::Field(field)) => {
+                if !field.valid_for(layer) {
+                    return Err(field_not_for_layer(word, field, layer, pos));
+                }
+                return Ok(Word::Token(TokenKind::Field(field)));
+            }
+            Some(Symbol::Macro(i)) => {
+                return Ok(Word::Token(match macro_value_at(i, layer) {
+                    Some(v) => TokenKind::Number(u128::from(v)),
+                    None => TokenKind::Macro(MACROS[usize::from(i)]),
+                }))
+            }
+            None => {}
         }
-        return Ok(Word::Token(TokenKind::Field(field)));
-    }
-    if let Some(m) = macro_value(word, layer) {
-        return Ok(Word::Token(match m {
-            Some(v) => TokenKind::Number(u128::from(v)),
-            None => TokenKind::Macro(MACROS.iter().copied().find(|n| *n == word).unwrap_or("?")),
-        }));
-    }
-    // 2. The byte marker.
-    if word == "b" {
-        return Ok(Word::Dropped);
-    }
-    // 3. Decimal, with an optional `b` suffix.
-    let digits = word.bytes().take_while(u8::is_ascii_digit).count();
-    if digits > 0 {
-        if let Some(v) = parse_radix(&word[..digits], 10) {
-            match &word[digits..] {
-                "" => return Ok(Word::Token(TokenKind::Number(v))),
-                "b" => return Ok(Word::NumberBytes(v)),
+        // 2. The byte marker.
+        if word == "b" {
+            return Ok(Word::Dropped);
+        }
+    } else {
+        // 3. Decimal, with an optional `b` suffix.
+        let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        if let Some(v) = parse_decimal(&b[..digits]) {
+            match &b[digits..] {
+                b"" => return Ok(Word::Token(TokenKind::Number(v))),
+                b"b" => return Ok(Word::NumberBytes(v)),
                 _ => {}
             }
         }
-    }
-    // 4. Hex: lower-case `0x` then hex digits (WinDivert accepts `0x` alone as 0).
-    if let Some(hex) = word.strip_prefix("0x") {
-        if hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            if let Some(v) = parse_radix(hex, 16) {
+        // 4. Hex: lower-case `0x` then hex digits (WinDivert accepts `0x` alone as 0).
+        if let Some(hex) = b.strip_prefix(b"0x") {
+            if let Some(v) = parse_hex(hex) {
                 return Ok(Word::Token(TokenKind::Number(v)));
             }
         }
@@ -320,23 +412,62 @@ fn resolve_word(word: &str, layer: Layer, pos: usize) -> Result<Word, FilterErro
     if let Some(v6) = addr::parse_ipv6(word) {
         return Ok(Word::Token(TokenKind::Number(v6)));
     }
-    Err(FilterError::new(
-        ErrorKind::BadToken,
-        pos,
-        bad_word_detail(word),
-    ))
+    Err(bad_word(word, pos))
 }
 
-/// Parse digits in `radix` into a `u128`; `None` on overflow. An empty string is 0.
-fn parse_radix(digits: &str, radix: u32) -> Option<u128> {
+/// Decimal digits (all `0-9`) as a `u128`; `None` on overflow. Empty is 0.
+#[inline]
+fn parse_decimal(digits: &[u8]) -> Option<u128> {
+    // 19 digits always fit a u64.
+    let (head, tail) = digits.split_at(digits.len().min(19));
+    let v = head.iter().fold(0u64, |v, &c| v * 10 + u64::from(c - b'0'));
+    if tail.is_empty() {
+        return Some(u128::from(v));
+    }
+    let mut w = u128::from(v);
+    for &c in tail {
+        w = w.checked_mul(10)?.checked_add(u128::from(c - b'0'))?;
+    }
+    Some(w)
+}
+
+/// Hex digits (either case) as a `u128`; `None` if a byte is not a hex digit or on
+/// overflow. Empty is 0.
+#[inline]
+fn parse_hex(digits: &[u8]) -> Option<u128> {
     let mut v: u128 = 0;
-    for c in digits.chars() {
-        let d = c.to_digit(radix)?;
-        v = v
-            .checked_mul(u128::from(radix))?
-            .checked_add(u128::from(d))?;
+    for &c in digits {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        if v >> 124 != 0 {
+            return None;
+        }
+        v = v << 4 | u128::from(d);
     }
     Some(v)
+}
+
+#[cold]
+#[inline(never)]
+fn field_not_for_layer(word: &str, field: Field, layer: Layer, pos: usize) -> FilterError {
+    FilterError::new(
+        ErrorKind::BadTokenForLayer,
+        pos,
+        format!(
+            "field `{word}` is not available at the {layer} layer (valid at: {})",
+            valid_layers(field)
+        ),
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn bad_word(word: &str, pos: usize) -> FilterError {
+    FilterError::new(ErrorKind::BadToken, pos, bad_word_detail(word))
 }
 
 fn valid_layers(field: Field) -> String {
@@ -359,7 +490,7 @@ fn describe_char(text: &str, pos: usize) -> String {
 
 /// Every word of the symbol table, for suggestions.
 fn symbols() -> impl Iterator<Item = &'static str> {
-    ["and", "or", "not", "true", "false"]
+    KEYWORDS
         .into_iter()
         .chain(Field::ALL.iter().map(|f| f.name()))
         .chain(MACROS.iter().copied())

@@ -31,6 +31,7 @@ pub use eval::EvalError;
 use crate::address::Address;
 use crate::packet::ParsedPacket;
 use crate::types::Layer;
+use std::sync::OnceLock;
 
 /// A compiled filter for one layer: its WinDivert object, its filter flags and a
 /// precomputed evaluation program.
@@ -48,9 +49,16 @@ use crate::types::Layer;
 pub struct Filter {
     layer: Layer,
     object: Object,
-    flags: FilterFlags,
+    /// Computed on the first [`Filter::flags`] call.
+    flags: OnceLock<FilterFlags>,
     program: eval::Program,
 }
+
+// A filter is shared between threads and cloned (the flags are computed once, lazily).
+const _: () = {
+    const fn shareable<T: Send + Sync + Clone>() {}
+    shareable::<Filter>()
+};
 
 fn is_filter_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0B' | '\x0C')
@@ -83,12 +91,11 @@ impl Filter {
     }
 
     fn build(object: Object, layer: Layer) -> Filter {
-        let flags = compile::analyze(&object, layer);
-        let program = eval::Program::new(&compile::optimize(&object), layer);
+        let program = eval::Program::optimized(&object, layer);
         Filter {
             layer,
             object,
-            flags,
+            flags: OnceLock::new(),
             program,
         }
     }
@@ -111,7 +118,9 @@ impl Filter {
 
     /// What the filter can match (which hooks a handle needs); see [`analyze`].
     pub fn flags(&self) -> FilterFlags {
-        self.flags
+        *self
+            .flags
+            .get_or_init(|| compile::analyze(&self.object, self.layer))
     }
 
     /// `Some(result)` when every path through the object ends the same way (`true`,

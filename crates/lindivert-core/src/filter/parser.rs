@@ -28,7 +28,7 @@
 use super::error::{ErrorKind, FilterError};
 use super::fields::Field;
 use super::ir::{Op, Value};
-use super::lexer::{tokenize, Token, TokenKind};
+use super::lexer::{Lexer, Token, TokenKind};
 use crate::types::Layer;
 
 /// WinDivert's recursion budget for the parser.
@@ -124,30 +124,53 @@ impl Ast {
 }
 
 /// Tokenize and parse `text` for `layer`.
+///
+/// Same result as [`tokenize`](super::lexer::tokenize) then [`parse_tokens`] (a tokenizer error wins over a parse
+/// error), without building the token list: the parser pulls tokens as it goes.
 pub fn parse(text: &str, layer: Layer) -> Result<Ast, FilterError> {
-    let toks = tokenize(text, layer)?;
-    parse_tokens(&toks, text, layer)
+    let mut lexer = Lexer::new(text, layer);
+    let first = lexer.next_token()?;
+    let mut src = Stream {
+        lexer,
+        cur: first,
+        error: None,
+    };
+    let r = parse_from(&mut src, text, layer);
+    if let Some(e) = src.error {
+        return Err(e);
+    }
+    match r {
+        Ok(ast) => Ok(ast),
+        Err(e) => {
+            // The tokenizer runs over the whole text first: its error, if any, wins.
+            if src.cur.kind != TokenKind::End {
+                loop {
+                    if src.lexer.next_token()?.kind == TokenKind::End {
+                        break;
+                    }
+                }
+            }
+            Err(e)
+        }
+    }
 }
 
-/// Parse tokens from [`tokenize`]. `text` and `layer` are only used for error details.
+/// Parse tokens from [`tokenize`](super::lexer::tokenize). `text` and `layer` are only used for error details.
 pub fn parse_tokens(toks: &[Token], text: &str, layer: Layer) -> Result<Ast, FilterError> {
+    parse_from(&mut Slice { toks, i: 0, text }, text, layer)
+}
+
+fn parse_from<S: Source>(src: &mut S, text: &str, layer: Layer) -> Result<Ast, FilterError> {
     let mut p = Parser {
-        toks,
-        i: 0,
+        src,
         text,
         layer,
-        nodes: Vec::new(),
+        nodes: Vec::with_capacity(text.len() / 5 + 2),
     };
     let root = p.parse_filter(MAX_DEPTH, false)?;
     let t = p.peek();
     if t.kind != TokenKind::End {
-        let detail = match t.kind {
-            TokenKind::Close => "unbalanced `)`".to_string(),
-            TokenKind::Colon => "`:` outside a conditional `(a? b: c)`".to_string(),
-            TokenKind::Question => "a conditional must be in parentheses: `(a? b: c)`".to_string(),
-            _ => format!("expected `and`, `or` or the end, found {}", p.describe(&t)),
-        };
-        return Err(FilterError::new(ErrorKind::UnexpectedToken, t.pos, detail));
+        return Err(trailing(&p, &t));
     }
     Ok(Ast {
         nodes: p.nodes,
@@ -155,22 +178,35 @@ pub fn parse_tokens(toks: &[Token], text: &str, layer: Layer) -> Result<Ast, Fil
     })
 }
 
-#[derive(Clone, Copy)]
-enum ArgError {
-    Colon,
-    CloseCond,
-    Close,
+#[cold]
+#[inline(never)]
+fn trailing<S: Source>(p: &Parser<'_, S>, t: &Token) -> FilterError {
+    let detail = match t.kind {
+        TokenKind::Close => "unbalanced `)`".to_string(),
+        TokenKind::Colon => "`:` outside a conditional `(a? b: c)`".to_string(),
+        TokenKind::Question => "a conditional must be in parentheses: `(a? b: c)`".to_string(),
+        _ => format!("expected `and`, `or` or the end, found {}", p.describe(t)),
+    };
+    FilterError::new(ErrorKind::UnexpectedToken, t.pos, detail)
 }
 
-struct Parser<'a> {
+/// Where the parser gets its tokens.
+trait Source {
+    /// The current token ([`TokenKind::End`] past the end).
+    fn peek(&self) -> Token;
+    /// Move to the next token (never past the end).
+    fn advance(&mut self);
+}
+
+/// Tokens from a list.
+struct Slice<'a> {
     toks: &'a [Token],
     i: usize,
     text: &'a str,
-    layer: Layer,
-    nodes: Vec<Node>,
 }
 
-impl Parser<'_> {
+impl Source for Slice<'_> {
+    #[inline]
     fn peek(&self) -> Token {
         match self.toks.get(self.i) {
             Some(t) => *t,
@@ -182,12 +218,79 @@ impl Parser<'_> {
         }
     }
 
+    #[inline]
     fn advance(&mut self) {
         if self.i < self.toks.len() {
             self.i += 1;
         }
     }
+}
 
+/// Tokens straight from the lexer. A tokenizer error is kept in `error` (it is the result,
+/// whatever the parser makes of the end token that stands in for the rest).
+struct Stream<'a> {
+    lexer: Lexer<'a>,
+    cur: Token,
+    error: Option<FilterError>,
+}
+
+impl Source for Stream<'_> {
+    #[inline]
+    fn peek(&self) -> Token {
+        self.cur
+    }
+
+    #[inline]
+    fn advance(&mut self) {
+        if self.cur.kind == TokenKind::End {
+            return;
+        }
+        match self.lexer.next_token() {
+            Ok(t) => self.cur = t,
+            Err(e) => self.stop(e),
+        }
+    }
+}
+
+impl Stream<'_> {
+    #[cold]
+    #[inline(never)]
+    fn stop(&mut self, e: FilterError) {
+        self.cur = Token {
+            kind: TokenKind::End,
+            pos: e.pos,
+            len: 0,
+        };
+        self.error = Some(e);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ArgError {
+    Colon,
+    CloseCond,
+    Close,
+}
+
+struct Parser<'a, S> {
+    src: &'a mut S,
+    text: &'a str,
+    layer: Layer,
+    nodes: Vec<Node>,
+}
+
+impl<S: Source> Parser<'_, S> {
+    #[inline]
+    fn peek(&self) -> Token {
+        self.src.peek()
+    }
+
+    #[inline]
+    fn advance(&mut self) {
+        self.src.advance();
+    }
+
+    #[inline]
     fn push(&mut self, n: Node) -> NodeId {
         self.nodes.push(n);
         (self.nodes.len() - 1) as NodeId

@@ -9,4 +9,5 @@ pub mod nfnl;
 pub mod poll;
 pub mod raw;
 pub mod ringbuf;
+pub mod signal;
 pub mod time;
