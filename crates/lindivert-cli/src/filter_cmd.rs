@@ -142,7 +142,7 @@ fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
     {
         return Err(format!("packet hex: invalid digit `{c}` at {i}"));
     }
-    if digits.len() % 2 != 0 {
+    if digits.len() & 1 == 1 {
         return Err(format!(
             "packet hex has an odd number of digits ({})",
             digits.len()

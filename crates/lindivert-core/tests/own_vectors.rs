@@ -22,7 +22,7 @@ fn data_path() -> PathBuf {
 }
 
 fn hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if s.len() & 1 == 1 {
         return Err(format!("odd hex length {}", s.len()));
     }
     (0..s.len() / 2)
