@@ -206,7 +206,9 @@ typedef struct {
     INT16 Priority;
 } WINDIVERT_DATA_REFLECT, *PWINDIVERT_DATA_REFLECT;
 
-/* The 80-byte WINDIVERT_ADDRESS (bit fields in the x86-64/aarch64 little-endian order). */
+/* The 80-byte WINDIVERT_ADDRESS (bit fields in the x86-64/aarch64 little-endian order).
+ * Bit fields here and in the header structs are declared UINT32 (unsigned int), the only
+ * portable bit-field type in ISO C; the layout equals WinDivert's (checked below). */
 typedef struct {
     INT64 Timestamp;
     UINT32 Layer : 8;
@@ -326,8 +328,8 @@ int WinDivertGetFd(HANDLE handle);
 typedef struct {
     UINT32 HdrLength : 4;
     UINT32 Version : 4;
-    UINT32 TOS : 8;
-    UINT32 Length : 16;
+    UINT8 TOS;
+    UINT16 Length;
     UINT16 Id;
     UINT16 FragOff0;
     UINT8 TTL;
@@ -365,7 +367,7 @@ typedef struct {
     UINT32 Version : 4;
     UINT32 FlowLabel0 : 4;
     UINT32 TrafficClass1 : 4;
-    UINT32 FlowLabel1 : 16;
+    UINT16 FlowLabel1;
     UINT16 Length;
     UINT8 NextHdr;
     UINT8 HopLimit;
@@ -386,7 +388,7 @@ typedef struct {
 #define WINDIVERT_IPV6HDR_SET_FLOWLABEL(hdr, val)                                             \
     do {                                                                                      \
         (hdr)->FlowLabel0 = ((UINT32)(val) >> 16) & 0xF;                                      \
-        (hdr)->FlowLabel1 = (UINT32)(val) & 0xFFFF;                                           \
+        (hdr)->FlowLabel1 = (UINT16)((UINT32)(val) & 0xFFFF);                                         \
     } while (0)
 
 typedef struct {
@@ -417,7 +419,7 @@ typedef struct {
     UINT32 Ack : 1;
     UINT32 Urg : 1;
     UINT32 Reserved2 : 2;
-    UINT32 Window : 16;
+    UINT16 Window;
     UINT16 Checksum;
     UINT16 UrgPtr;
 } WINDIVERT_TCPHDR, *PWINDIVERT_TCPHDR;
@@ -511,6 +513,12 @@ LINDIVERT_STATIC_ASSERT(offsetof(WINDIVERT_ADDRESS, Network) == 16, "union at 16
 LINDIVERT_STATIC_ASSERT(offsetof(WINDIVERT_DATA_FLOW, Protocol) == 56, "Flow.Protocol at 56");
 LINDIVERT_STATIC_ASSERT(offsetof(WINDIVERT_DATA_REFLECT, Priority) == 24, "Reflect.Priority");
 LINDIVERT_STATIC_ASSERT(sizeof(WINDIVERT_IPHDR) == 20, "WINDIVERT_IPHDR is 20 bytes");
+LINDIVERT_STATIC_ASSERT(offsetof(WINDIVERT_IPHDR, TOS) == 1, "IPHDR.TOS at 1");
+LINDIVERT_STATIC_ASSERT(offsetof(WINDIVERT_IPHDR, Length) == 2, "IPHDR.Length at 2");
+LINDIVERT_STATIC_ASSERT(offsetof(WINDIVERT_IPHDR, TTL) == 8, "IPHDR.TTL at 8");
+LINDIVERT_STATIC_ASSERT(offsetof(WINDIVERT_IPV6HDR, FlowLabel1) == 2, "FlowLabel1 at 2");
+LINDIVERT_STATIC_ASSERT(offsetof(WINDIVERT_IPV6HDR, SrcAddr) == 8, "IPV6HDR.SrcAddr at 8");
+LINDIVERT_STATIC_ASSERT(offsetof(WINDIVERT_TCPHDR, Window) == 14, "TCPHDR.Window at 14");
 LINDIVERT_STATIC_ASSERT(sizeof(WINDIVERT_IPV6HDR) == 40, "WINDIVERT_IPV6HDR is 40 bytes");
 LINDIVERT_STATIC_ASSERT(sizeof(WINDIVERT_TCPHDR) == 20, "WINDIVERT_TCPHDR is 20 bytes");
 LINDIVERT_STATIC_ASSERT(sizeof(WINDIVERT_UDPHDR) == 8, "WINDIVERT_UDPHDR is 8 bytes");

@@ -155,7 +155,13 @@ impl Filter {
         }
         match self.layer {
             Layer::Network | Layer::NetworkForward => {
-                let pkt = crate::packet::parse_lenient(bytes).ok_or(EvalError::BadPacket)?;
+                let mut pkt = crate::packet::parse_lenient(bytes).ok_or(EvalError::BadPacket)?;
+                // Like WinDivertHelperEvalFilter: `length` and the `packet[]` region cover
+                // the whole buffer given, even past the IP length.
+                if pkt.bytes.len() < bytes.len() {
+                    pkt.bytes = bytes;
+                    pkt.next = &[];
+                }
                 if (pkt.version == 6) != addr.ipv6 {
                     return Err(EvalError::VersionMismatch {
                         packet: pkt.version,
