@@ -48,6 +48,12 @@ threads_list="${LDBENCH_THREADS:-1}"
 
 out="$root/bench/out/network"
 mkdir -p "$out"
+# One run at a time: two runs on the same machine spoil each other's numbers and logs.
+exec 9>"$out/.lock"
+if ! flock -n 9; then
+  echo "bench/network.sh: waiting for another run to finish ..." >&2
+  flock -w 900 9 || { echo "bench/network.sh: another run still holds $out/.lock" >&2; exit 1; }
+fi
 rm -f "$out"/*.log "$out"/*.out "$out"/*.err
 results="$out/results.tsv"
 : > "$results"

@@ -9,6 +9,7 @@ import statistics
 import sys
 
 path, rounds, tcp_secs, udp_secs, pings = sys.argv[1:6]
+multi = int(rounds) > 1
 
 rows = {}
 unavailable = {}
@@ -81,6 +82,8 @@ def ratio(v, ref):
 def table(title, key, unit, fmt, higher_better, extra_cols=None):
     print(title)
     hdr = f"  {'setup':38} {unit:>10}  {'vs none':>7} {'vs NFQ':>7} {'vs eBPF':>7}"
+    if multi:
+        hdr += f" {'range':>15}"
     for name, _fn in extra_cols or []:
         hdr += f" {name:>12}"
     print(hdr)
@@ -94,6 +97,9 @@ def table(title, key, unit, fmt, higher_better, extra_cols=None):
         rn, re_ = refs(s)
         line = f"  {label(s):38} {fmt(v) if v is not None else 'failed':>10}  {ratio(v, med('none', key)):>7}"
         line += f" {ratio(v, med(rn, key)):>7} {ratio(v, med(re_, key)):>7}"
+        if multi:
+            vals = [x for x in rows[s].get(key, []) if x is not None and x == x]
+            line += f" {(fmt(min(vals)) + '..' + fmt(max(vals))) if vals else '-':>15}"
         for _name, fn in extra_cols or []:
             line += f" {fn(s):>12}"
         if nfail(s, key):
@@ -158,6 +164,9 @@ table(f"UDP 64-byte payloads, sendmmsg flood {udp_secs} s: delivered", "udp_deli
        ("fail-open", udp_failopen)])
 table(f"UDP round trip, 64-byte payload, {pings} exchanges: median", "rtt_med_us", "us",
       lambda v: f"{v:.1f}", False, [("p99 us", p99), ("added us", added), ("lost", lost)])
+print("  no divert is not an upper bound for the UDP flood on a small machine: without a divert the")
+print("  sender's own syscall carries each packet through veth and the receiving stack; a divert takes")
+print("  it at the hook and re-injects it from another thread, so sender and re-injection run in parallel.")
 print("  via handle: packets the divert program received and re-injected / packets delivered; handle kpps:")
 print("  the delivered rate that went through the handle. eBPFDivert lets packets pass undiverted when its")
 print("  ring buffer is full (fail-open column: packets), which inflates its delivered rate.")

@@ -53,8 +53,9 @@
  * ------
  * NETWORK, NETWORK_FORWARD: nftables + nfnetlink_queue (root or CAP_NET_ADMIN+CAP_NET_RAW).
  * SOCKET: cgroup-v2 eBPF programs (CAP_BPF+CAP_NET_ADMIN; cgroup2 must be mounted).
- * FLOW, REFLECT: not available in this build: WinDivertOpen fails with
- * ERROR_INVALID_PARAMETER and errno EOPNOTSUPP.
+ * REFLECT: handle events from the lindivert registry (no WinDivertGetFd descriptor yet).
+ * FLOW: not available in this build: WinDivertOpen fails with ERROR_INVALID_PARAMETER and
+ * errno EOPNOTSUPP.
  * Timestamps are CLOCK_MONOTONIC nanoseconds.
  *
  * Also exported (not declared here): the libebpfdivert ABI (ebpfdivert_*) pydivert's Linux

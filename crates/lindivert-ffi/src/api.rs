@@ -256,7 +256,7 @@ pub unsafe extern "C" fn WinDivertGetParam(handle: Handle, param: c_int, pValue:
 /// packet or event; -1 on error.
 #[no_mangle]
 pub extern "C" fn WinDivertGetFd(handle: Handle) -> c_int {
-    run(-1, || Ok(divert::lookup(handle_id(handle))?.event_fd()))
+    run(-1, || divert::lookup(handle_id(handle))?.event_fd())
 }
 
 // ---- helpers ---------------------------------------------------------------------------
@@ -308,7 +308,7 @@ pub unsafe extern "C" fn WinDivertHelperParsePacket(
         // Offsets come from parsing the buffer, so they lie inside it; the pointer is
         // only computed (wrapping_add), never read here.
         let at = |o: Option<usize>| o.map_or(std::ptr::null_mut(), |o| base.wrapping_add(o).cast());
-        // SAFETY (all `put`s below): each output is NULL or writable (caller's contract).
+        // SAFETY: each output below is NULL or writable (the caller's contract).
         unsafe {
             sys::put(ppIpHdr, at(p.ipv4));
             sys::put(ppIpv6Hdr, at(p.ipv6));

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lindivert::reflect::ReflectHandle;
 use lindivert::socket::SocketHandle;
 use lindivert::{Error, Handle, OpenOptions};
 use lindivert_core::address::{LayerData, NetworkData, RawAddress};
@@ -26,7 +27,8 @@ use crate::error::{Fail, ERROR_BAD_COMMAND, ERROR_INVALID_PARAMETER, R};
 /// The object behind a handle.
 enum Obj {
     Network(Handle),
-    Socket(SocketHandle),
+    Socket(Box<SocketHandle>),
+    Reflect(Box<ReflectHandle>),
 }
 
 /// A live handle.
@@ -105,9 +107,10 @@ pub fn open(a: &OpenArgs<'_>) -> R<usize> {
             )
         }
         _ if !a.ifnames.is_empty() => return Err(Fail::param()),
-        Layer::Socket => Obj::Socket(SocketHandle::open(a.filter, priority, flags)?),
-        // FLOW and REFLECT handles are not in the lindivert crate yet.
-        Layer::Flow | Layer::Reflect => {
+        Layer::Socket => Obj::Socket(Box::new(SocketHandle::open(a.filter, priority, flags)?)),
+        Layer::Reflect => Obj::Reflect(Box::new(ReflectHandle::open(a.filter, priority, flags)?)),
+        // FLOW handles are not in the lindivert crate yet.
+        Layer::Flow => {
             return Err(Fail {
                 code: ERROR_INVALID_PARAMETER,
                 errno: libc::EOPNOTSUPP,
@@ -155,6 +158,7 @@ pub fn close(h: usize) -> R<()> {
                 return match e.obj {
                     Obj::Network(n) => n.close().map_err(Fail::from),
                     Obj::Socket(s) => s.close().map_err(Fail::from),
+                    Obj::Reflect(r) => r.close().map_err(Fail::from),
                 }
             }
             Err(shared) => {
@@ -217,6 +221,37 @@ impl Entry {
                     truncated: false,
                 })
             }
+            Obj::Reflect(r) => {
+                // The data is the reported handle's filter object (with its NUL).
+                let (data, a) = r.recv_timeout(timeout).map_err(|e| self.map_err(e))?;
+                let k = data.len().min(buf.len());
+                buf[..k].copy_from_slice(&data[..k]);
+                let mut out = Received {
+                    len: k,
+                    addrs: vec![RawAddress::from(&a)],
+                    truncated: data.len() > buf.len(),
+                };
+                while !out.truncated && out.addrs.len() < max {
+                    match r.recv_timeout(Some(Duration::ZERO)) {
+                        Ok((d, a)) if out.len + d.len() <= buf.len() => {
+                            buf[out.len..out.len + d.len()].copy_from_slice(&d);
+                            out.len += d.len();
+                            out.addrs.push(RawAddress::from(&a));
+                        }
+                        Ok((d, a)) => {
+                            // The handle cannot put an event back: one that does not fit
+                            // ends the batch, truncated, rather than being lost.
+                            let room = buf.len() - out.len;
+                            buf[out.len..].copy_from_slice(&d[..room]);
+                            out.len += room;
+                            out.addrs.push(RawAddress::from(&a));
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                Ok(out)
+            }
         }
     }
 
@@ -244,6 +279,7 @@ impl Entry {
         match &self.obj {
             Obj::Network(h) => h.shutdown(how),
             Obj::Socket(s) => s.shutdown(how),
+            Obj::Reflect(r) => r.shutdown(how),
         }
     }
 
@@ -277,10 +313,15 @@ impl Entry {
     }
 
     /// A descriptor that is readable when a receive may find something.
-    pub fn event_fd(&self) -> i32 {
+    pub fn event_fd(&self) -> R<i32> {
         match &self.obj {
-            Obj::Network(h) => h.as_raw_fd(),
-            Obj::Socket(s) => s.ringbuf_map().as_fd().as_raw_fd(),
+            Obj::Network(h) => Ok(h.as_raw_fd()),
+            Obj::Socket(s) => Ok(s.ringbuf_map().as_fd().as_raw_fd()),
+            // ReflectHandle exposes no descriptor (yet).
+            Obj::Reflect(_) => Err(Fail {
+                code: crate::error::ERROR_NOT_SUPPORTED,
+                errno: libc::EOPNOTSUPP,
+            }),
         }
     }
 
@@ -301,7 +342,7 @@ impl Entry {
                     0,
                 ]
             }
-            Obj::Socket(_) => [0; 7],
+            Obj::Socket(_) | Obj::Reflect(_) => [0; 7],
         }
     }
 }

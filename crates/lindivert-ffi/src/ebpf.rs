@@ -285,7 +285,7 @@ pub unsafe extern "C" fn ebpfdivert_get_param(
 /// triggered) when a receive may find something.
 #[no_mangle]
 pub extern "C" fn ebpfdivert_get_event_fd(h: *mut c_void) -> c_int {
-    run_errno(|| Ok(divert::lookup(h as usize)?.event_fd()))
+    run_errno(|| divert::lookup(h as usize)?.event_fd())
 }
 
 /// `int ebpfdivert_get_handle_stats(void *h, uint64_t *values, int n)`: fills up to `n`

@@ -9,6 +9,7 @@ use std::io;
 const NFQNL_MSG_PACKET: u8 = 0;
 const NFQNL_MSG_VERDICT: u8 = 1;
 const NFQNL_MSG_CONFIG: u8 = 2;
+const NFQNL_MSG_VERDICT_BATCH: u8 = 3;
 
 const NFQA_PACKET_HDR: u16 = 1;
 const NFQA_VERDICT_HDR: u16 = 2;
@@ -130,6 +131,11 @@ impl Queue {
             }
         }
         Err(last)
+    }
+
+    /// Bind exactly queue `num` (see [`Queue::bind_any`]).
+    pub fn bind_exact(num: u16, cfg: &QueueConfig) -> Result<Queue, NlError> {
+        Queue::bind_any(std::iter::once(num), cfg)
     }
 
     fn configure(&self, cfg: &QueueConfig, seq: u32) -> Result<(), NlError> {
@@ -280,11 +286,20 @@ pub fn parse_datagram(buf: &[u8]) -> impl Iterator<Item = NlMsg<'_>> {
     messages(buf)
 }
 
-/// Accumulates verdict messages to send in one `sendmsg`.
+/// Accumulates verdict messages to send in one `sendmsg`. Plain ACCEPTs added with
+/// [`Verdicts::accept`] can go out as one `NFQNL_MSG_VERDICT_BATCH` (see
+/// [`Verdicts::flush_batched`]).
 #[derive(Debug, Default)]
 pub struct Verdicts {
     buf: MsgBuilder,
     count: usize,
+    accepts: Vec<u32>,
+    accept_num: u16,
+}
+
+/// Whether packet id `a` comes before `b` (wrap-around aware, as the kernel compares).
+pub fn id_before(a: u32, b: u32) -> bool {
+    (b.wrapping_sub(a) as i32) > 0
 }
 
 impl Verdicts {
@@ -293,6 +308,8 @@ impl Verdicts {
         Verdicts {
             buf: MsgBuilder::with_capacity(64 * 1024),
             count: 0,
+            accepts: Vec::with_capacity(256),
+            accept_num: 0,
         }
     }
 
@@ -306,8 +323,21 @@ impl Verdicts {
         mark: Option<u32>,
         payload: Option<&[u8]>,
     ) {
+        self.push(NFQNL_MSG_VERDICT, num, id, verdict, mark, payload);
+        self.count += 1;
+    }
+
+    fn push(
+        &mut self,
+        ty: u8,
+        num: u16,
+        id: u32,
+        verdict: u32,
+        mark: Option<u32>,
+        payload: Option<&[u8]>,
+    ) {
         self.buf
-            .begin(msg_type(SUBSYS_QUEUE, NFQNL_MSG_VERDICT), NLM_F_REQUEST, 0)
+            .begin(msg_type(SUBSYS_QUEUE, ty), NLM_F_REQUEST, 0)
             .nfgen(0, num);
         let mut h = [0u8; 8];
         h[0..4].copy_from_slice(&verdict.to_be_bytes());
@@ -320,27 +350,82 @@ impl Verdicts {
             self.buf.put(NFQA_PAYLOAD, p);
         }
         self.buf.end();
-        self.count += 1;
+    }
+
+    /// A plain ACCEPT (no mark, no payload) for packet `id` of queue `num` (one queue per
+    /// `Verdicts`): may be folded into a batch verdict by [`Verdicts::flush_batched`].
+    pub fn accept(&mut self, num: u16, id: u32) {
+        self.accept_num = num;
+        self.accepts.push(id);
     }
 
     /// Number of verdicts waiting.
     pub fn len(&self) -> usize {
-        self.count
+        self.count + self.accepts.len()
+    }
+
+    /// Bytes of verdict messages waiting (payloads included).
+    pub fn bytes(&self) -> usize {
+        self.buf.as_bytes().len()
     }
 
     /// Whether none wait.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.len() == 0
     }
 
-    /// Send all waiting verdicts in one `sendmsg` and clear.
+    /// Send all waiting verdicts in one `sendmsg` and clear (plain ACCEPTs one message
+    /// each). Use [`Verdicts::flush_batched`] to fold them.
     pub fn flush(&mut self, sock: &NetlinkSocket) -> io::Result<()> {
-        if self.count == 0 {
+        self.flush_with(sock, None, false)
+    }
+
+    /// Send all waiting verdicts in one `sendmsg` and clear. Individual
+    /// verdicts go first; then the plain ACCEPTs of ids before `floor` (the oldest packet of
+    /// the queue that stays queued; `None` = none stays) as ONE `NFQNL_MSG_VERDICT_BATCH`
+    /// (the kernel accepts every queued packet up to the highest such id, which are exactly
+    /// these once the individual verdicts are applied); plain ACCEPTs at or after `floor`
+    /// one message each.
+    pub fn flush_batched(&mut self, sock: &NetlinkSocket, floor: Option<u32>) -> io::Result<()> {
+        self.flush_with(sock, floor, true)
+    }
+
+    fn flush_with(
+        &mut self,
+        sock: &NetlinkSocket,
+        floor: Option<u32>,
+        batch: bool,
+    ) -> io::Result<()> {
+        if self.is_empty() {
             return Ok(());
+        }
+        let num = self.accept_num;
+        let accepts = std::mem::take(&mut self.accepts);
+        let mut max: Option<u32> = None;
+        let mut batched = 0;
+        for &id in &accepts {
+            if batch && floor.is_none_or(|f| id_before(id, f)) {
+                batched += 1;
+                max = Some(match max {
+                    Some(m) if id_before(id, m) => m,
+                    _ => id,
+                });
+            } else {
+                self.push(NFQNL_MSG_VERDICT, num, id, NF_ACCEPT, None, None);
+            }
+        }
+        if let Some(m) = max {
+            if batched == 1 {
+                self.push(NFQNL_MSG_VERDICT, num, m, NF_ACCEPT, None, None);
+            } else {
+                self.push(NFQNL_MSG_VERDICT_BATCH, num, m, NF_ACCEPT, None, None);
+            }
         }
         let r = sock.send(self.buf.as_bytes());
         self.buf.clear();
         self.count = 0;
+        self.accepts = accepts;
+        self.accepts.clear();
         r.map(|_| ())
     }
 }

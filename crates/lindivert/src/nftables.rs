@@ -109,6 +109,19 @@ pub enum Action {
     },
     /// An nftables drop verdict.
     Drop,
+    /// The compat `NFQUEUE` target, rev 3, spreading packets over `total` queues from
+    /// `num` on: by the CPU that handles the packet (`NFQ_FLAG_CPU_FANOUT`) or, without
+    /// `cpu_fanout`, by a hash of the flow.
+    QueueRange {
+        /// The first queue number.
+        num: u16,
+        /// How many queues (`queues_total`).
+        total: u16,
+        /// `NFQ_FLAG_BYPASS`: accept when no reader is bound.
+        bypass: bool,
+        /// `NFQ_FLAG_CPU_FANOUT`.
+        cpu_fanout: bool,
+    },
 }
 
 /// One base chain of the owner table.
@@ -196,14 +209,20 @@ fn counter(b: &mut MsgBuilder) {
 }
 
 fn nfqueue_target(b: &mut MsgBuilder, num: u16, bypass: bool) {
+    nfqueue_target_range(b, num, 1, bypass, false)
+}
+
+fn nfqueue_target_range(b: &mut MsgBuilder, num: u16, total: u16, bypass: bool, fanout: bool) {
     expr_begin(b, "target");
     b.put_str(1, "NFQUEUE"); // NFTA_TARGET_NAME
     b.put_be32(2, 3); // NFTA_TARGET_REV
                       // struct xt_NFQ_info_v3 { u16 queuenum; u16 queues_total; u16 flags; } (host order)
     let mut info = [0u8; 8];
     info[0..2].copy_from_slice(&num.to_ne_bytes());
-    info[2..4].copy_from_slice(&1u16.to_ne_bytes());
-    info[4..6].copy_from_slice(&(if bypass { 1u16 } else { 0 }).to_ne_bytes());
+    info[2..4].copy_from_slice(&total.max(1).to_ne_bytes());
+    // NFQ_FLAG_BYPASS = 1, NFQ_FLAG_CPU_FANOUT = 2
+    let flags = u16::from(bypass) | if fanout && total > 1 { 2 } else { 0 };
+    info[4..6].copy_from_slice(&flags.to_ne_bytes());
     b.put(3, &info); // NFTA_TARGET_INFO
     expr_end(b);
 }
@@ -320,7 +339,9 @@ impl OwnerTable {
                 let action = c.action;
                 rules.push((
                     match action {
-                        Action::Queue { .. } => "NEWRULE queue (xt NFQUEUE target)",
+                        Action::Queue { .. } | Action::QueueRange { .. } => {
+                            "NEWRULE queue (xt NFQUEUE target)"
+                        }
                         Action::Drop => "NEWRULE drop",
                     },
                     Box::new(move |b: &mut MsgBuilder| {
@@ -330,6 +351,12 @@ impl OwnerTable {
                         counter(b);
                         match action {
                             Action::Queue { num, bypass } => nfqueue_target(b, num, bypass),
+                            Action::QueueRange {
+                                num,
+                                total,
+                                bypass,
+                                cpu_fanout,
+                            } => nfqueue_target_range(b, num, total, bypass, cpu_fanout),
                             Action::Drop => verdict(b, NF_DROP),
                         }
                     }),

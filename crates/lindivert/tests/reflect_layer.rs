@@ -69,7 +69,7 @@ impl Helper {
         loop {
             line.clear();
             assert!(out.read_line(&mut line).unwrap() > 0, "helper died early");
-            if line.trim() == "READY" {
+            if line.trim_end().ends_with("READY") {
                 break;
             }
         }
@@ -133,7 +133,7 @@ fn sees_other_process_open_and_close() {
         r.recv_timeout(Some(Duration::from_millis(300))),
         Err(Error::Timeout)
     ));
-    let filter = "tcp.DstPort == 4444 or event == CLOSE";
+    let filter = "remotePort == 4444 or event == CLOSE";
     let helper = Helper::start(&ns, 77, filter);
     let (obj, a) = next(&r, Duration::from_secs(2));
     assert_eq!(a.layer, Layer::Reflect);
@@ -192,7 +192,7 @@ fn preexisting_first_then_nodata_and_reflect_never_reported() {
         .netns_path(ns.path())
         .open()
         .unwrap();
-    let helper = Helper::start(&ns, 3, "udp.DstPort == 53");
+    let helper = Helper::start(&ns, 3, "remotePort == 53");
     // ctl list: shutdown at once, then read until NoData.
     let r = reflect(&ns, "true");
     r.shutdown(Shutdown::Both).unwrap();
@@ -220,7 +220,7 @@ fn preexisting_first_then_nodata_and_reflect_never_reported() {
     let only = reflect(&ns, &format!("processId == {}", helper.pid()));
     let (obj, a) = next(&only, Duration::from_secs(1));
     assert_eq!(a.reflect_data().unwrap().process_id, helper.pid());
-    assert_eq!(obj, expected_object("udp.DstPort == 53", Layer::Socket));
+    assert_eq!(obj, expected_object("remotePort == 53", Layer::Socket));
     assert!(matches!(
         only.recv_timeout(Some(Duration::from_millis(300))),
         Err(Error::Timeout)

@@ -310,73 +310,73 @@ impl Hook {
 // Constants of the kernel interface
 // ---------------------------------------------------------------------------------------
 
-mod helper {
-    pub const MAP_LOOKUP_ELEM: i32 = 1;
-    pub const MAP_UPDATE_ELEM: i32 = 2;
-    pub const MAP_DELETE_ELEM: i32 = 3;
-    pub const KTIME_GET_NS: i32 = 5;
-    pub const GET_CURRENT_PID_TGID: i32 = 14;
-    pub const SKB_LOAD_BYTES: i32 = 26;
-    pub const GET_SOCKET_COOKIE: i32 = 46;
-    pub const GET_NETNS_COOKIE: i32 = 122;
-    pub const RINGBUF_OUTPUT: i32 = 130;
+pub(crate) mod helper {
+    pub(crate) const MAP_LOOKUP_ELEM: i32 = 1;
+    pub(crate) const MAP_UPDATE_ELEM: i32 = 2;
+    pub(crate) const MAP_DELETE_ELEM: i32 = 3;
+    pub(crate) const KTIME_GET_NS: i32 = 5;
+    pub(crate) const GET_CURRENT_PID_TGID: i32 = 14;
+    pub(crate) const SKB_LOAD_BYTES: i32 = 26;
+    pub(crate) const GET_SOCKET_COOKIE: i32 = 46;
+    pub(crate) const GET_NETNS_COOKIE: i32 = 122;
+    pub(crate) const RINGBUF_OUTPUT: i32 = 130;
 }
 
 /// `struct bpf_sock_addr` offsets.
-mod sock_addr {
-    pub const USER_IP4: i16 = 4;
-    pub const USER_IP6: i16 = 8;
-    pub const USER_PORT: i16 = 24;
-    pub const PROTOCOL: i16 = 36;
-    pub const SK: i16 = 64;
+pub(crate) mod sock_addr {
+    pub(crate) const USER_IP4: i16 = 4;
+    pub(crate) const USER_IP6: i16 = 8;
+    pub(crate) const USER_PORT: i16 = 24;
+    pub(crate) const PROTOCOL: i16 = 36;
+    pub(crate) const SK: i16 = 64;
 }
 
 /// `struct bpf_sock` offsets.
-mod bpf_sock {
-    pub const FAMILY: i16 = 4;
-    pub const PROTOCOL: i16 = 12;
-    pub const SRC_IP4: i16 = 24;
-    pub const SRC_IP6: i16 = 28;
-    pub const SRC_PORT: i16 = 44;
-    pub const DST_PORT: i16 = 48;
-    pub const DST_IP4: i16 = 52;
-    pub const DST_IP6: i16 = 56;
+pub(crate) mod bpf_sock {
+    pub(crate) const FAMILY: i16 = 4;
+    pub(crate) const PROTOCOL: i16 = 12;
+    pub(crate) const SRC_IP4: i16 = 24;
+    pub(crate) const SRC_IP6: i16 = 28;
+    pub(crate) const SRC_PORT: i16 = 44;
+    pub(crate) const DST_PORT: i16 = 48;
+    pub(crate) const DST_IP4: i16 = 52;
+    pub(crate) const DST_IP6: i16 = 56;
 }
 
 /// `struct bpf_sock_ops` offsets and ops.
-mod sock_ops {
-    pub const OP: i16 = 0;
-    pub const FAMILY: i16 = 20;
-    pub const REMOTE_IP4: i16 = 24;
-    pub const LOCAL_IP4: i16 = 28;
-    pub const REMOTE_IP6: i16 = 32;
-    pub const LOCAL_IP6: i16 = 48;
-    pub const REMOTE_PORT: i16 = 64;
-    pub const LOCAL_PORT: i16 = 68;
-    pub const ACTIVE_ESTABLISHED_CB: i32 = 4;
-    pub const PASSIVE_ESTABLISHED_CB: i32 = 5;
-    pub const TCP_LISTEN_CB: i32 = 11;
+pub(crate) mod sock_ops {
+    pub(crate) const OP: i16 = 0;
+    pub(crate) const FAMILY: i16 = 20;
+    pub(crate) const REMOTE_IP4: i16 = 24;
+    pub(crate) const LOCAL_IP4: i16 = 28;
+    pub(crate) const REMOTE_IP6: i16 = 32;
+    pub(crate) const LOCAL_IP6: i16 = 48;
+    pub(crate) const REMOTE_PORT: i16 = 64;
+    pub(crate) const LOCAL_PORT: i16 = 68;
+    pub(crate) const ACTIVE_ESTABLISHED_CB: i32 = 4;
+    pub(crate) const PASSIVE_ESTABLISHED_CB: i32 = 5;
+    pub(crate) const TCP_LISTEN_CB: i32 = 11;
 }
 
-const AF_INET: i32 = 2;
-const AF_INET6: i32 = 10;
+pub(crate) const AF_INET: i32 = 2;
+pub(crate) const AF_INET6: i32 = 10;
 const BPF_PSEUDO_MAP_FD: u8 = 1;
 
 // Stack layout (offsets from r10).
-const REC: i16 = -72;
-const KEY: i16 = -112;
-const VAL: i16 = -152;
-const PKT: i16 = -200;
-const TCPH: i16 = -216;
+pub(crate) const REC: i16 = -72;
+pub(crate) const KEY: i16 = -112;
+pub(crate) const VAL: i16 = -152;
+pub(crate) const PKT: i16 = -200;
+pub(crate) const TCPH: i16 = -216;
 const ZEROED: [(i16, usize); 3] = [(REC, 72), (KEY, 40), (VAL, 40)];
 
 /// `BPF_ALU | BPF_END | BPF_TO_BE`: convert the low `bits` of `dst` between network and
 /// host order (zero-extending).
-fn to_be(dst: Reg, bits: i32) -> Insn {
+pub(crate) fn to_be(dst: Reg, bits: i32) -> Insn {
     Insn::new(code::ALU | 0xd0 | 0x08, dst as u8, 0, 0, bits)
 }
 
-fn ld_map_fd(a: &mut Asm, dst: Reg, fd: i32) {
+pub(crate) fn ld_map_fd(a: &mut Asm, dst: Reg, fd: i32) {
     let [mut lo, hi] = Insn::ld_imm64(dst, fd as u32 as u64);
     lo.src = BPF_PSEUDO_MAP_FD;
     a.emit(lo);
@@ -418,14 +418,14 @@ impl From<AsmError> for SockGenError {
 
 /// One 32-bit word of a field value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Word {
+pub(crate) enum Word {
     Const(u32),
     /// Load `size` (code::B/H/W) from the record at this offset.
     Rec(u8, i16),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Plan {
+pub(crate) enum Plan {
     Known(bool),
     Run([Word; 4]),
 }
@@ -488,17 +488,57 @@ pub const fn event_outbound(ev: Event) -> bool {
     !matches!(ev, Event::SocketAccept)
 }
 
-fn plan(t: &Test, ev: Option<Event>) -> Option<Plan> {
+/// What is known at a place where a filter is evaluated (shared with the FLOW back end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PlanCtx {
+    /// The handle's layer (decides which fields exist).
+    pub layer: Layer,
+    /// The event, if known.
+    pub event: Option<Event>,
+    /// The direction, when it is not implied by the event.
+    pub outbound: Option<bool>,
+    /// The IP protocol, when known.
+    pub protocol: Option<u8>,
+}
+
+impl PlanCtx {
+    pub(crate) const fn socket(event: Option<Event>) -> PlanCtx {
+        PlanCtx {
+            layer: Layer::Socket,
+            event,
+            outbound: None,
+            protocol: None,
+        }
+    }
+}
+
+pub(crate) fn plan_in(t: &Test, ctx: &PlanCtx) -> Option<Plan> {
     use record as r;
     use Field as F;
-    if !t.field.valid_for(Layer::Socket) {
+    let ev = ctx.event;
+    if !t.field.valid_for(ctx.layer) {
         return Some(Plan::Known(false));
+    }
+    let outbound = match ctx.outbound {
+        Some(o) => Some(o),
+        None => ev.map(event_outbound),
+    };
+    if let Some(p) = ctx.protocol {
+        let known = match t.field {
+            F::Tcp => Some((p == 6) as u128),
+            F::Udp => Some((p == 17) as u128),
+            F::Protocol => Some(p as u128),
+            _ => None,
+        };
+        if let Some(v) = known {
+            return Some(Plan::Known(op_holds(t.op, Value::pos(v).cmp_signed(&t.value))));
+        }
     }
     let words = match t.field {
         F::Zero => konst(0),
         F::Event => konst(ev? as u8 as u128),
-        F::Outbound => konst(event_outbound(ev?) as u128),
-        F::Inbound => konst(!event_outbound(ev?) as u128),
+        F::Outbound => konst(outbound? as u128),
+        F::Inbound => konst(!outbound? as u128),
         F::Timestamp => rec_u64(r::TIMESTAMP),
         F::Loopback => rec_scalar(code::B, r::LOOPBACK),
         F::EndpointId => rec_u64(r::ENDPOINT),
@@ -529,7 +569,7 @@ fn plan(t: &Test, ev: Option<Event>) -> Option<Plan> {
     Some(Plan::Run(words))
 }
 
-fn object_is_valid(obj: &Object) -> bool {
+pub(crate) fn object_is_valid(obj: &Object) -> bool {
     let n = obj.tests.len();
     n > 0
         && n <= super::ir::MAX_TESTS
@@ -544,6 +584,11 @@ fn object_is_valid(obj: &Object) -> bool {
 /// Whether the filter can match `event` (tests on other fields count as either outcome).
 /// A malformed object can match everything.
 pub fn can_match(obj: &Object, event: Event) -> bool {
+    can_match_in(obj, &PlanCtx::socket(Some(event)))
+}
+
+/// [`can_match`] with a [`PlanCtx`] (tests on unknown fields count as either outcome).
+pub(crate) fn can_match_in(obj: &Object, ctx: &PlanCtx) -> bool {
     if !object_is_valid(obj) {
         return true;
     }
@@ -555,7 +600,7 @@ pub fn can_match(obj: &Object, event: Event) -> bool {
             continue;
         }
         let t = &obj.tests[i];
-        let next: &[Jump] = match plan(t, Some(event)) {
+        let next: &[Jump] = match plan_in(t, ctx) {
             Some(Plan::Known(true)) => &[t.success][..],
             Some(Plan::Known(false)) => &[t.failure][..],
             _ => &[t.success, t.failure][..],
@@ -578,6 +623,11 @@ pub fn can_match(obj: &Object, event: Event) -> bool {
 /// Emit the filter for `event` on the record at `REC`: jumps to `yes` or `no`. Clobbers
 /// r0–r1.
 fn emit_filter(a: &mut Asm, obj: &Object, event: Event, yes: Label, no: Label) {
+    emit_filter_in(a, obj, &PlanCtx::socket(Some(event)), yes, no)
+}
+
+/// [`emit_filter`] with a [`PlanCtx`].
+pub(crate) fn emit_filter_in(a: &mut Asm, obj: &Object, ctx: &PlanCtx, yes: Label, no: Label) {
     let labels: Vec<Label> = obj.tests.iter().map(|_| a.label()).collect();
     let target = |j: Jump| match j {
         Jump::Accept => yes,
@@ -587,7 +637,7 @@ fn emit_filter(a: &mut Asm, obj: &Object, event: Event, yes: Label, no: Label) {
     for (i, t) in obj.tests.iter().enumerate() {
         a.bind(labels[i]);
         let (succ, fail) = (target(t.success), target(t.failure));
-        match plan(t, Some(event)) {
+        match plan_in(t, ctx) {
             Some(Plan::Known(b)) => a.ja(if b { succ } else { fail }),
             Some(Plan::Run(words)) => {
                 if t.field == Field::Tcp || t.field == Field::Udp {
@@ -665,7 +715,7 @@ fn emit_compare(a: &mut Asm, words: &[Word; 4], t: &Test, succ: Label, fail: Lab
 // Record filling
 // ---------------------------------------------------------------------------------------
 
-fn zero_stack(a: &mut Asm) {
+pub(crate) fn zero_stack(a: &mut Asm) {
     for (base, len) in ZEROED {
         for k in 0..(len / 8) as i16 {
             a.emit(Insn::st_mem(code::DW, Reg::R10, base + 8 * k, 0));
@@ -674,7 +724,7 @@ fn zero_stack(a: &mut Asm) {
 }
 
 /// `if netns_cookie(ctx) != cookie goto pass`; r6 = ctx.
-fn emit_netns_check(a: &mut Asm, cookie: u64, pass: Label) {
+pub(crate) fn emit_netns_check(a: &mut Asm, cookie: u64, pass: Label) {
     a.emit(Insn::mov64_reg(Reg::R6, Reg::R1));
     a.emit(Insn::call(helper::GET_NETNS_COOKIE));
     for i in Insn::ld_imm64(Reg::R1, cookie) {
@@ -712,7 +762,7 @@ fn emit_common(a: &mut Asm, event: Event, with_cookie: bool, with_pid: bool) {
 }
 
 /// Record address at `dst` from a network-order IPv4 address at `src + off`.
-fn emit_addr4(a: &mut Asm, src: Reg, off: i16, dst: i16) {
+pub(crate) fn emit_addr4(a: &mut Asm, src: Reg, off: i16, dst: i16) {
     a.emit(Insn::ldx_mem(code::W, Reg::R0, src, off));
     a.emit(to_be(Reg::R0, 32));
     a.emit(Insn::stx_mem(code::W, Reg::R10, Reg::R0, REC + dst));
@@ -722,7 +772,7 @@ fn emit_addr4(a: &mut Asm, src: Reg, off: i16, dst: i16) {
 }
 
 /// Record address at `dst` from a network-order IPv6 address at `src + off`.
-fn emit_addr6(a: &mut Asm, src: Reg, off: i16, dst: i16) {
+pub(crate) fn emit_addr6(a: &mut Asm, src: Reg, off: i16, dst: i16) {
     for i in 0..4i16 {
         a.emit(Insn::ldx_mem(code::W, Reg::R0, src, off + 4 * i));
         a.emit(to_be(Reg::R0, 32));
@@ -736,20 +786,20 @@ fn emit_addr6(a: &mut Asm, src: Reg, off: i16, dst: i16) {
 }
 
 /// Record port at `dst` from a network-order 16-bit port loaded with `size` at `src+off`.
-fn emit_port_be16(a: &mut Asm, src: Reg, size: u8, off: i16, dst: i16) {
+pub(crate) fn emit_port_be16(a: &mut Asm, src: Reg, size: u8, off: i16, dst: i16) {
     a.emit(Insn::ldx_mem(size, Reg::R0, src, off));
     a.emit(to_be(Reg::R0, 16));
     a.emit(Insn::stx_mem(code::H, Reg::R10, Reg::R0, REC + dst));
 }
 
 /// Record port at `dst` from a host-order `u32` at `src + off`.
-fn emit_port_host(a: &mut Asm, src: Reg, off: i16, dst: i16) {
+pub(crate) fn emit_port_host(a: &mut Asm, src: Reg, off: i16, dst: i16) {
     a.emit(Insn::ldx_mem(code::W, Reg::R0, src, off));
     a.emit(Insn::stx_mem(code::H, Reg::R10, Reg::R0, REC + dst));
 }
 
 /// Compute the `ip`, `ipv6`, `icmp`, `icmpv6` and `loopback` bytes from the record.
-fn emit_derived(a: &mut Asm) {
+pub(crate) fn emit_derived(a: &mut Asm) {
     use code::*;
     use Reg::*;
     let or_words = |a: &mut Asm, base: i16| {
@@ -826,7 +876,7 @@ fn emit_derived(a: &mut Asm) {
 }
 
 /// `bpf_ringbuf_output(ringbuf, &rec, SIZE, 0)`.
-fn emit_output(a: &mut Asm, maps: &SockMaps) {
+pub(crate) fn emit_output(a: &mut Asm, maps: &SockMaps) {
     use Reg::*;
     ld_map_fd(a, R1, maps.ringbuf);
     a.emit(Insn::mov64_reg(R2, R10));
@@ -916,12 +966,12 @@ fn need(fd: i32, name: &'static str) -> Result<(), SockGenError> {
     }
 }
 
-fn finish(a: Asm) -> Result<Vec<Insn>, SockGenError> {
+pub(crate) fn finish(a: Asm) -> Result<Vec<Insn>, SockGenError> {
     let p = a.finish()?;
     remove_unreachable(p).ok_or(SockGenError::BadObject)
 }
 
-fn ret(a: &mut Asm, v: i32) {
+pub(crate) fn ret(a: &mut Asm, v: i32) {
     a.emit(Insn::mov64_imm(Reg::R0, v));
     a.emit(Insn::exit());
 }
@@ -1084,7 +1134,7 @@ fn connect(
     finish(a)
 }
 
-fn sockops_fill(a: &mut Asm, remote: bool) {
+pub(crate) fn sockops_fill(a: &mut Asm, remote: bool) {
     use code::*;
     use Reg::*;
     a.emit(Insn::st_mem(B, R10, REC + record::PROTOCOL, 6));
@@ -1407,24 +1457,24 @@ fn ingress(obj: &Object, cfg: &SockConfig) -> Result<Vec<Insn>, SockGenError> {
 // Records in user space
 // ---------------------------------------------------------------------------------------
 
-fn rd_u16(b: &[u8], off: i16) -> u16 {
+pub(crate) fn rd_u16(b: &[u8], off: i16) -> u16 {
     let o = off as usize;
     u16::from_ne_bytes([b[o], b[o + 1]])
 }
 
-fn rd_u32(b: &[u8], off: i16) -> u32 {
+pub(crate) fn rd_u32(b: &[u8], off: i16) -> u32 {
     let o = off as usize;
     u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
 }
 
-fn rd_u64(b: &[u8], off: i16) -> u64 {
+pub(crate) fn rd_u64(b: &[u8], off: i16) -> u64 {
     let o = off as usize;
     let mut x = [0u8; 8];
     x.copy_from_slice(&b[o..o + 8]);
     u64::from_ne_bytes(x)
 }
 
-fn rd_addr(b: &[u8], off: i16) -> Ipv6Addr {
+pub(crate) fn rd_addr(b: &[u8], off: i16) -> Ipv6Addr {
     let v = (0..4)
         .rev()
         .fold(0u128, |acc, k| (acc << 32) | rd_u32(b, off + 4 * k) as u128);

@@ -11,6 +11,7 @@
 
 pub mod compile;
 pub mod ebpf;
+pub mod ebpf_flow;
 pub mod ebpf_sock;
 pub mod error;
 pub mod eval;
