@@ -22,6 +22,10 @@
 # values, default "1"), LDBENCH_LINDIVERT (binary to use instead of building), LDBENCH_NO_BUILD=1
 # (use target/release/lindivert as it is), LDBENCH_SETUPS (subset, e.g. "none nfq").
 set -euo pipefail
+
+# The whole script is one function, parsed before it runs, so editing this file cannot disturb
+# a run in progress.
+main() {
 root="$(cd "$(dirname "$0")/.." && pwd)"
 here="$root/bench/network"
 
@@ -54,7 +58,7 @@ if ! flock -n 9; then
   echo "bench/network.sh: waiting for another run to finish ..." >&2
   flock -w 900 9 || { echo "bench/network.sh: another run still holds $out/.lock" >&2; exit 1; }
 fi
-rm -f "$out"/*.log "$out"/*.out "$out"/*.err
+rm -f "$out"/r[0-9]*-* "$out"/*.log "$out"/*.out "$out"/*.err
 results="$out/results.tsv"
 : > "$results"
 t_start=$(date +%s)
@@ -217,6 +221,7 @@ divert_stop() {
 divert_count() {  # LOG: packets the divert program passed through its handle
   case "$DKIND" in
     nfq) sed -n 's/.*queue 0, \([0-9]*\) packets.*/\1/p' "$1.err" | tail -n1 ;;
+    lindivert) sed -n 's/^passthru: \([0-9]*\) packets.*/\1/p' "$1.out" | tail -n1 ;;
     ebpf) sed -n 's/.*received \([0-9]*\) packets.*/\1/p' "$1.err" | tail -n1 ;;
   esac
 }
@@ -345,3 +350,6 @@ for p in $bgpids; do  # still alive and still one of our programs (pids may be r
 done
 if [ -n "$left" ]; then echo "cleanup: LEFT OVER:$left" >&2; else echo "cleanup: namespaces, rules and processes removed"; fi
 echo "total time: $(( $(date +%s) - t_start )) s; raw results: $results, logs: $out/"
+}
+
+main "$@"

@@ -7,8 +7,8 @@
 # Environment:
 #   LINDIVERT_LIB    the library (default: $CARGO_TARGET_DIR or target, release/liblindivert.so;
 #                    built with `cargo build --release -p lindivert-ffi` if missing)
-#   PYDIVERT_WHEEL   a pydivert wheel to install (default: /work/pyd/pydivert-4.0.1-*.whl if
-#                    present, else pydivert==4.0.1 from PyPI)
+#   PYDIVERT_WHEEL   a pydivert wheel to install (default: the one scripts/fetch-anchors.sh
+#                    downloads from PyPI into bench/.cache)
 #   PYDIVERT_VENV    the virtualenv to (re)use (default: <target>/pydivert-venv)
 #
 # Needs root (nftables, nfqueue, raw sockets, BPF). The suite runs in a fresh network
@@ -32,7 +32,8 @@ if [ ! -f "$LIB" ]; then
 fi
 
 if [ -z "${PYDIVERT_WHEEL:-}" ]; then
-    for w in /work/pyd/pydivert-4.0.1-*.whl; do
+    bash "$ROOT/scripts/fetch-anchors.sh" >/dev/null
+    for w in "$ROOT"/bench/.cache/pydivert-4.0.1/wheel/pydivert-4.0.1-*.whl; do
         [ -f "$w" ] && PYDIVERT_WHEEL=$w
     done
 fi
@@ -49,6 +50,10 @@ fi
 
 export PYDIVERT_EBPFDIVERT_LIB="$LIB"
 PY="$VENV/bin/python"
+if [ "${1:-}" = "--setup-only" ]; then
+    echo "$PY"
+    exit 0
+fi
 exec unshare --net sh -c '
     ip link set lo up
     cd /tmp

@@ -6,6 +6,7 @@
 pub use lindivert_core as core;
 
 pub mod error;
+pub mod flow;
 pub mod filter;
 pub mod handle;
 pub mod nfqueue;

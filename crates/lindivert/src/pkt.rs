@@ -8,9 +8,9 @@ use std::hash::{Hash, Hasher};
 
 /// The identity of a packet's flow: version, addresses, protocol, ports (ICMP: the
 /// identifier word). A sent packet is matched to a queued packet with the same flow
-/// identity (the exact bytes first).
+/// identity (the exact bytes first). Headers only (a few multiply-xor rounds over the
+/// address words, never the payload): cheap enough for every packet.
 pub fn flow_key(p: &ParsedPacket<'_>) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
     let ports = p.ports().or_else(|| {
         let body = p
             .icmp()
@@ -18,8 +18,36 @@ pub fn flow_key(p: &ParsedPacket<'_>) -> u64 {
             .or(p.icmpv6().map(|i| i.body()))?;
         Some(((body >> 16) as u16, 0))
     });
-    (p.version, p.src_addr(), p.dst_addr(), p.protocol, ports).hash(&mut h);
-    h.finish()
+    let b = p.bytes;
+    let addrs: &[u8] = match p.version {
+        4 if b.len() >= 20 => &b[12..20],
+        6 if b.len() >= 40 => &b[8..40],
+        _ => &[],
+    };
+    let (sp, dp, has) = match ports {
+        Some((s, d)) => (s as u64, d as u64, 1u64),
+        None => (0, 0, 0),
+    };
+    let mut h = mix(
+        0x243F_6A88_85A3_08D3,
+        (p.version as u64) | (p.protocol as u64) << 8 | has << 16 | sp << 24 | dp << 40,
+    );
+    let mut chunks = addrs.chunks_exact(8);
+    for c in &mut chunks {
+        h = mix(h, u64::from_le_bytes(c.try_into().unwrap()));
+    }
+    let r = chunks.remainder();
+    if !r.is_empty() {
+        let mut t = [0u8; 8];
+        t[..r.len()].copy_from_slice(r);
+        h = mix(h, u64::from_le_bytes(t));
+    }
+    h ^ (h >> 29)
+}
+
+#[inline]
+fn mix(h: u64, w: u64) -> u64 {
+    (h ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(27)
 }
 
 /// Fill the checksums whose bit in `addr` is 0 (IPv4 header, TCP, UDP; never ICMP/ICMPv6),

@@ -7,6 +7,7 @@ pub mod netlink;
 pub mod netns;
 pub mod nfnl;
 pub mod poll;
+pub mod process;
 pub mod raw;
 pub mod ringbuf;
 pub mod signal;

@@ -221,6 +221,65 @@ impl NetlinkSocket {
         Ok(got)
     }
 
+    /// Like [`NetlinkSocket::recv_many`] into up to 64 buffers given by an iterator (no
+    /// allocation: the headers live on the stack). `lens[i]` receives the length of the
+    /// datagram in the `i`-th buffer (0 if truncated).
+    pub fn recv_many_iov<'b>(
+        &self,
+        bufs: impl Iterator<Item = &'b mut [u8]>,
+        lens: &mut [usize],
+    ) -> io::Result<usize> {
+        const MAX: usize = 64;
+        let mut iovs = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX];
+        let mut n = 0;
+        for b in bufs.take(MAX.min(lens.len())) {
+            iovs[n] = libc::iovec {
+                iov_base: b.as_mut_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            };
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: mmsghdr is a plain C struct; all-zero is a valid value.
+        let mut hdrs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+        for (h, iov) in hdrs.iter_mut().zip(iovs.iter_mut()).take(n) {
+            h.msg_hdr.msg_iov = iov as *mut libc::iovec;
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        let got = loop {
+            // SAFETY: the first `n` headers each point at one iovec that points into a
+            // buffer borrowed mutably for this call, of the stated length.
+            let r = unsafe {
+                libc::recvmmsg(
+                    self.fd.as_raw_fd(),
+                    hdrs.as_mut_ptr(),
+                    n as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            match cvt(r) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+                Ok(k) => break k as usize,
+            }
+        };
+        for i in 0..got {
+            let truncated = hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            lens[i] = if truncated {
+                0
+            } else {
+                hdrs[i].msg_len as usize
+            };
+        }
+        Ok(got)
+    }
+
     /// Wait until the socket is readable or the timeout passes (`None` = forever).
     pub fn wait_readable(&self, timeout: Option<Duration>) -> io::Result<bool> {
         super::poll::wait_readable(self.fd.as_fd(), timeout)

@@ -38,6 +38,38 @@ pub fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Resul
     }
 }
 
+/// Wait until one of `fds` (at most 64) is readable or the timeout passes (`None` =
+/// forever). Returns a bit mask of the readable ones (0 on timeout).
+pub fn wait_any_readable(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> io::Result<u64> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .take(64)
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    loop {
+        // SAFETY: `p` holds `p.len()` valid pollfd entries.
+        let r = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms(timeout)) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let mut mask = 0u64;
+        for (i, q) in p.iter().enumerate() {
+            if q.revents & libc::POLLIN != 0 {
+                mask |= 1 << i;
+            }
+        }
+        return Ok(mask);
+    }
+}
+
 /// An `eventfd` used as a level-triggered "something is buffered" flag.
 #[derive(Debug)]
 pub struct EventFlag {
