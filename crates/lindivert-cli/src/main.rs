@@ -1,9 +1,12 @@
 //! `lindivert`: the command-line tool. The WinDivert samples as subcommands, and filter tools.
 
 mod args;
+mod ctl;
 mod filter_cmd;
+mod flowtrack;
 mod network_cmd;
 mod pcapng;
+mod socketdump;
 
 use std::process::ExitCode;
 
@@ -21,6 +24,9 @@ usage:
   lindivert netfilter FILTER [--priority N] [--netns NAME]
   lindivert passthru [FILTER] [--threads N] [--batch N] [--priority N] [--duration S]
                      [--netns NAME]
+  lindivert flowtrack [FILTER] [--udp-timeout S] [--lines] [--count N] [--netns NAME]
+  lindivert socketdump [FILTER] [--block] [--count N] [--netns NAME]
+  lindivert ctl (list|watch|kill PID) [FILTER] [--netns NAME]
 
 layers: network (default), network_forward, flow, socket, reflect
 ";
@@ -37,6 +43,9 @@ fn main() -> ExitCode {
         "netdump" => network_cmd::netdump(rest),
         "netfilter" => network_cmd::netfilter(rest),
         "passthru" => network_cmd::passthru(rest),
+        "flowtrack" => flowtrack::run(rest),
+        "socketdump" => socketdump::run(rest),
+        "ctl" => ctl::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

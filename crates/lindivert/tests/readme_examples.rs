@@ -103,3 +103,34 @@ fn python_example_uppercases_udp_payload() {
     finish(child);
     assert!(ns.tables().is_empty(), "rules left behind");
 }
+
+#[test]
+fn c_example_uppercases_udp_payload() {
+    assert!(common::privileged(), "this test needs root and iproute2");
+    let dir = profile_dir();
+    let lib = dir.join("liblindivert.so");
+    assert!(lib.exists(), "{} not built", lib.display());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let bin = dir.join("readme-uppercase-c");
+    let out = Command::new("cc")
+        .args(["-Wall", "-Wextra", "-Werror", "-O2", "-o"])
+        .arg(&bin)
+        .arg(root.join("examples/c/uppercase.c"))
+        .arg("-I")
+        .arg(root.join("crates/lindivert-ffi/include"))
+        .arg(format!("-L{}", dir.display()))
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
+        .arg("-llindivert")
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "cc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ns = Netns::new("readme_c");
+    let child = start_ready(&ns, &[bin.to_str().unwrap(), "7779", "1"], &[]);
+    assert_eq!(exchange(&ns, 7779), b"HELLO LINDIVERT");
+    finish(child);
+    assert!(ns.tables().is_empty(), "rules left behind");
+}
