@@ -5,11 +5,11 @@
 
 use crate::args::{Args, CliError};
 use crate::socketdump::{filter_arg, netns_path};
-use lindivert::core::filter::{format, object};
 use lindivert::core::address::ReflectData;
+use lindivert::core::filter::{format, object};
+use lindivert::core::Event;
 use lindivert::reflect::ReflectOptions;
 use lindivert::sys::time::monotonic_ns;
-use lindivert::core::Event;
 use lindivert::{Address, Error, Flags, Layer, Shutdown};
 use std::io::Write;
 use std::process::ExitCode;
@@ -87,7 +87,9 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
         o = o.netns_path(p);
     }
     let h = o.open().map_err(|e| {
-        CliError::failed(format!("error: failed to open the lindivert REFLECT handle: {e}"))
+        CliError::failed(format!(
+            "error: failed to open the lindivert REFLECT handle: {e}"
+        ))
     })?;
     let watch = cmd == "watch";
     if !watch {

@@ -5,8 +5,8 @@
 use crate::args::{Args, CliError};
 use crate::socketdump::{comm, filter_arg, ip, netns_path};
 use lindivert::core::address::FlowData;
-use lindivert::flow::FlowOptions;
 use lindivert::core::Event;
+use lindivert::flow::FlowOptions;
 use lindivert::{Address, Error, Layer};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -66,7 +66,9 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
         o = o.netns_path(p);
     }
     let h = o.open().map_err(|e| {
-        CliError::failed(format!("error: failed to open the lindivert FLOW handle: {e}"))
+        CliError::failed(format!(
+            "error: failed to open the lindivert FLOW handle: {e}"
+        ))
     })?;
     let table_mode = std::io::stdout().is_terminal() && !a.flag("--lines");
     if !table_mode {
@@ -107,7 +109,9 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
             };
         }
         let rows = 40usize;
-        let mut s = String::from("\x1b[H\x1b[2J\x1b[7mPID        PROGRAM              PROT   FLOW\x1b[0m\n");
+        let mut s = String::from(
+            "\x1b[H\x1b[2J\x1b[7mPID        PROGRAM              PROT   FLOW\x1b[0m\n",
+        );
         let v = flows.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for (i, e) in v.iter().enumerate() {
             if i + 1 >= rows && v.len() > rows {

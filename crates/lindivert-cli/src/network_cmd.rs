@@ -6,6 +6,7 @@ use crate::args::{Args, CliError};
 use crate::pcapng::PcapngWriter;
 use lindivert::core::filter::Filter;
 use lindivert::core::packet::{calc_checksums, hash_packet, parse, ChecksumFlags, ParsedPacket};
+use lindivert::handle::QueueRef;
 use lindivert::sys::signal::TermSignals;
 use lindivert::sys::time::{monotonic_ns, realtime_ns};
 use lindivert::{Address, Error, Flags, Handle, Layer, OpenOptions, Param};
@@ -58,9 +59,14 @@ fn common(a: &Args, default_filter: Option<&str>) -> Result<Common, CliError> {
 }
 
 fn open(c: &Common, flags: Flags) -> Result<Handle, CliError> {
+    open_with(c, flags, 1)
+}
+
+fn open_with(c: &Common, flags: Flags, queues: u16) -> Result<Handle, CliError> {
     let mut o = OpenOptions::new(&c.filter)
         .priority(c.priority)
-        .flags(flags);
+        .flags(flags)
+        .queues(queues);
     if let Some(ns) = &c.netns {
         let path = format!("/var/run/netns/{ns}");
         if !std::path::Path::new(&path).exists() {
@@ -546,16 +552,20 @@ pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
         },
     };
     let sig = signals()?;
-    let h = Arc::new(open(&c, Flags::NONE)?);
+    // one nfnetlink queue per thread (spread by CPU), each thread reading its own
+    let h = Arc::new(open_with(&c, Flags::NONE, threads as u16)?);
     let stop = Arc::new(AtomicBool::new(false));
     let packets = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
-        .map(|_| {
+        .map(|i| {
             let (h, stop, packets, bytes) =
                 (h.clone(), stop.clone(), packets.clone(), bytes.clone());
-            std::thread::spawn(move || passthru_loop(&h, batch, &stop, &packets, &bytes))
+            std::thread::spawn(move || {
+                let q = h.queue(i).expect("one queue per thread");
+                passthru_loop(&q, batch, &stop, &packets, &bytes)
+            })
         })
         .collect();
     loop {
@@ -598,7 +608,7 @@ pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
 }
 
 fn passthru_loop(
-    h: &Handle,
+    h: &QueueRef<'_>,
     batch: usize,
     stop: &AtomicBool,
     packets: &AtomicU64,

@@ -94,12 +94,18 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
     let block = a.flag("--block");
     let mut o = SocketOptions::new(&filter)
         .priority(priority as i16)
-        .flags(if block { Flags::RECV_ONLY } else { Flags::SNIFF | Flags::RECV_ONLY });
+        .flags(if block {
+            Flags::RECV_ONLY
+        } else {
+            Flags::SNIFF | Flags::RECV_ONLY
+        });
     if let Some(p) = netns_path(&a) {
         o = o.netns_path(p);
     }
     let h = o.open().map_err(|e| {
-        CliError::failed(format!("error: failed to open the lindivert SOCKET handle: {e}"))
+        CliError::failed(format!(
+            "error: failed to open the lindivert SOCKET handle: {e}"
+        ))
     })?;
     let mut out = std::io::stdout().lock();
     let mut n = 0u64;

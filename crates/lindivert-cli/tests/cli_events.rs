@@ -16,8 +16,16 @@ struct Ns(String);
 
 impl Ns {
     fn new() -> Ns {
-        let name = format!("ldc_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success());
+        let name = format!(
+            "ldc_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        assert!(Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success());
         let ns = Ns(name);
         assert!(Command::new("ip")
             .args(["-n", &ns.0, "link", "set", "lo", "up"])
@@ -54,14 +62,21 @@ fn ctl_list_shows_open_handles() {
         .args(["ctl", "list", "--netns", &ns.0])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "{text}");
     let l = lines[0];
     assert!(l.starts_with("OPEN time="), "{l}");
     assert!(l.contains(&format!(" pid={} ", std::process::id())), "{l}");
-    assert!(l.contains(" layer=SOCKET flags=SNIFF|RECV_ONLY priority=12 "), "{l}");
+    assert!(
+        l.contains(" layer=SOCKET flags=SNIFF|RECV_ONLY priority=12 "),
+        "{l}"
+    );
     assert!(l.contains("filter=\"") && l.contains("443"), "{l}");
     // kill refuses a process without a handle.
     let out = Command::new(bin())
@@ -87,7 +102,14 @@ fn socketdump_prints_bind_with_pid() {
         .open()
         .unwrap();
     let mut child = Command::new(bin())
-        .args(["socketdump", "localPort == 7201", "--count", "1", "--netns", &ns.0])
+        .args([
+            "socketdump",
+            "localPort == 7201",
+            "--count",
+            "1",
+            "--netns",
+            &ns.0,
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -109,7 +131,10 @@ fn socketdump_prints_bind_with_pid() {
         line.starts_with(&format!("BIND pid={} program=", std::process::id())),
         "{line}"
     );
-    assert!(line.contains("protocol=UDP local=[127.0.0.1]:7201"), "{line}");
+    assert!(
+        line.contains("protocol=UDP local=[127.0.0.1]:7201"),
+        "{line}"
+    );
     // Its handle is closed again.
     let (_, c) = watch.recv_timeout(Some(Duration::from_secs(2))).unwrap();
     assert_eq!(c.event, Event::ReflectClose);

@@ -13,6 +13,7 @@ use lindivert::socket::SocketOptions;
 use lindivert::sys::netns::NetNs;
 use lindivert::Error;
 use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 fn per_call(n: u32, f: impl Fn(u32)) -> f64 {
@@ -43,7 +44,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let path = args.get(1).expect("usage: events_bench NETNS_PATH [N]").clone();
+    let path = args
+        .get(1)
+        .expect("usage: events_bench NETNS_PATH [N]")
+        .clone();
     let n: u32 = args.get(2).map_or(20000, |s| s.parse().unwrap());
     let ns = NetNs::open(&path).unwrap();
     ns.enter_current_thread().unwrap();
@@ -83,6 +87,7 @@ fn main() {
         .netns_path(&path)
         .open()
         .unwrap();
+    let done = AtomicBool::new(false);
     let t = Instant::now();
     // Read concurrently, as a real consumer does.
     let fr = std::thread::scope(|s| {
@@ -96,7 +101,8 @@ fn main() {
                         last = Instant::now();
                     }
                     Ok(_) => {}
-                    Err(Error::Timeout) => break,
+                    Err(Error::Timeout) if done.load(Ordering::Acquire) => break,
+                    Err(Error::Timeout) => {}
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -111,7 +117,8 @@ fn main() {
                         k += 1;
                         last = Instant::now();
                     }
-                    Err(Error::Timeout) => break,
+                    Err(Error::Timeout) if done.load(Ordering::Acquire) => break,
+                    Err(Error::Timeout) => {}
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -121,6 +128,7 @@ fn main() {
             let _ = TcpStream::connect(("127.0.0.1", port)).unwrap();
         }
         let gen = t.elapsed();
+        done.store(true, Ordering::Release);
         (fj.join().unwrap(), sj.join().unwrap(), gen)
     });
     acceptor.join().unwrap();

@@ -162,7 +162,11 @@ fn bpf_err(what: &str, e: BpfError) -> Error {
     }
 }
 
-fn load(obj: &lindivert_core::filter::Object, hook: FlowHook, cfg: &FlowConfig) -> Result<OwnedFd, Error> {
+fn load(
+    obj: &lindivert_core::filter::Object,
+    hook: FlowHook,
+    cfg: &FlowConfig,
+) -> Result<OwnedFd, Error> {
     let insns = ebpf_flow::hook_program(obj, hook, cfg)
         .map_err(|e| Error::InvalidParameter(format!("{hook:?} program: {e}")))?;
     bpf::prog_load_with(
@@ -221,8 +225,15 @@ impl FlowHandle {
             .map_err(|e| bpf_err("creating the ports map", e))?;
         let tcpflows = Map::create(LRU_HASH, 8, TCPFLOWS_VALUE_SIZE, 65536, 0, "ld_flow_tcp")
             .map_err(|e| bpf_err("creating the tcpflows map", e))?;
-        let udpflows = Map::create(LRU_HASH, UDP_KEY_SIZE, UDP_VALUE_SIZE, 65536, 0, "ld_flow_udp")
-            .map_err(|e| bpf_err("creating the udpflows map", e))?;
+        let udpflows = Map::create(
+            LRU_HASH,
+            UDP_KEY_SIZE,
+            UDP_VALUE_SIZE,
+            65536,
+            0,
+            "ld_flow_udp",
+        )
+        .map_err(|e| bpf_err("creating the udpflows map", e))?;
         let (established, deleted, tcp, udp) = FlowConfig::analyze(filter.object());
         let mut cfg = FlowConfig {
             netns_cookie,
@@ -251,7 +262,10 @@ impl FlowHandle {
                 continue;
             }
             let prog = match load(filter.object(), hook, &cfg) {
-                Err(_) if matches!(hook, FlowHook::Egress | FlowHook::Ingress) && cfg.skb_netns_helper => {
+                Err(_)
+                    if matches!(hook, FlowHook::Egress | FlowHook::Ingress)
+                        && cfg.skb_netns_helper =>
+                {
                     // No bpf_get_netns_cookie for cgroup_skb on this kernel.
                     cfg.skb_netns_helper = false;
                     load(filter.object(), hook, &cfg)?
@@ -262,21 +276,23 @@ impl FlowHandle {
         }
         let mut attached = Vec::new();
         for (hook, prog) in progs {
-            let link = cgroup::link_create(prog.as_fd(), root.fd(), hook.attach_type()).map_err(
-                |e| match e.raw_os_error() {
-                    Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {
-                        capability: "CAP_NET_ADMIN and CAP_BPF",
-                        operation: format!("attaching the FLOW {hook:?} program"),
-                    },
-                    Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(524) => {
-                        Error::MissingKernelFeature {
-                            feature: "BPF links for cgroup hooks (Linux >= 5.7, CONFIG_CGROUP_BPF)",
-                            source: e,
+            let link =
+                cgroup::link_create(prog.as_fd(), root.fd(), hook.attach_type()).map_err(|e| {
+                    match e.raw_os_error() {
+                        Some(libc::EPERM) | Some(libc::EACCES) => Error::PermissionDenied {
+                            capability: "CAP_NET_ADMIN and CAP_BPF",
+                            operation: format!("attaching the FLOW {hook:?} program"),
+                        },
+                        Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(524) => {
+                            Error::MissingKernelFeature {
+                                feature:
+                                    "BPF links for cgroup hooks (Linux >= 5.7, CONFIG_CGROUP_BPF)",
+                                source: e,
+                            }
                         }
+                        _ => Error::Io(e),
                     }
-                    _ => Error::Io(e),
-                },
-            )?;
+                })?;
             attached.push(Attached {
                 hook,
                 _link: link,
@@ -429,7 +445,8 @@ impl FlowHandle {
                 None => None,
             };
             let slice = Duration::from_millis(100);
-            self.epoll.wait(Some(left.map_or(slice, |l| l.min(slice))))?;
+            self.epoll
+                .wait(Some(left.map_or(slice, |l| l.min(slice))))?;
         }
     }
 

@@ -12,12 +12,16 @@
 //! that hook, so packets that cannot match never leave the kernel (if the `bpf` match is
 //! unavailable, the native matches alone). User space re-checks every packet exactly.
 //!
-//! Matching a sent packet to its queued original: the library keeps, per flow identity
-//! (version, addresses, protocol, ports), a FIFO of queued packet ids with a hash of their
-//! original bytes. A send takes the queued packet of its flow whose original bytes are equal,
-//! else the oldest of its flow; unchanged bytes give a plain ACCEPT (offload state kept),
-//! changed bytes an ACCEPT with the new payload (checksums repaired where the address's
-//! checksum bits are 0). A send that matches no queued packet (new, duplicated, or with
+//! Matching a sent packet to its queued original: every received packet gets a timestamp
+//! that is unique per queue (monotonic nanoseconds, bumped if needed, whose low 6 bits name
+//! the queue), so the address an application passes back to `send` (also through the C
+//! ABI, which keeps the timestamp) finds the original directly. If the timestamp names no
+//! queued packet, or the sent packet belongs to another flow (version, addresses, protocol,
+//! ports), the flow identity decides: the queued packet of that flow whose original bytes are
+//! equal, else the oldest of that flow. Unchanged bytes (compared with the original, which
+//! stays in the receive buffer it arrived in until its verdict; a hash only once that buffer
+//! had to be reused) give a plain ACCEPT (offload state kept), changed bytes an ACCEPT with
+//! the new payload (checksums repaired where the address's checksum bits are 0). A send that matches no queued packet (new, duplicated, or with
 //! rewritten addresses/ports) is injected as a new packet through a raw socket carrying the
 //! handle's injection mark, which chains of this and higher priorities skip (at
 //! NETWORK_FORWARD too: the new packet is routed like a locally generated one). A send with
@@ -31,9 +35,20 @@
 //! [`Stats::dropped`]. A diverted packet that is not sent within QUEUE_TIME of its capture
 //! is dropped and counted in [`Stats::expired`] (a later send injects it as a new packet).
 //!
+//! Receive path: one `recvmmsg` reads up to 64 queue messages into pooled receive buffers;
+//! the messages are parsed in place and each payload is copied once, straight into the
+//! caller's buffer. Verdicts are gathered and sent in one `sendmsg` per round: those of a
+//! `send`/`send_batch` are held back while the application still has received-but-not-yet-
+//! delivered packets to work through (at most 64 verdicts or a few milliseconds), and
+//! consecutive plain ACCEPTs go out as one `NFQNL_MSG_VERDICT_BATCH`.
+//!
+//! Queues: [`OpenOptions::queues`] spreads packets over several nfnetlink queues by CPU
+//! (`NFQ_FLAG_CPU_FANOUT`); each has its own socket, buffers and lock, so one thread per
+//! queue ([`Handle::queue`], [`Handle::split`]) shares nothing on the hot path.
+//!
 //! Every handle has a worker thread. While the application is busy in `recv`/`send` (it
-//! called one within the last few milliseconds) the worker stays asleep and the calling
-//! thread reads the queue socket itself (no hand-off on the fast path); when the
+//! called one within the last few milliseconds, or waits in `recv`) the worker stays asleep
+//! and the calling thread reads the queue socket itself (no hand-off on the fast path); when the
 //! application is idle, the worker reads the socket: it accepts non-matching packets at
 //! once (those a coarse prefilter let through), buffers matching ones (and accepts SNIFF
 //! copies / drops for DROP handles), enforces the queue limits and QUEUE_TIME. So traffic
@@ -48,6 +63,7 @@
 use crate::error::Error;
 use crate::filter::PacketFilter;
 use crate::nfqueue::{self, Queue, QueueConfig, QueueMsg, QueuedPacket, Verdicts};
+use crate::sys::poll::wait_any_readable;
 use crate::nftables::{self, Action, ChainSpec, Hook, Match, OwnerTable};
 use crate::pkt;
 use crate::sys::attr::messages;
@@ -60,12 +76,12 @@ use lindivert_core::address::NetworkData;
 use lindivert_core::packet::decrement_ttl;
 use lindivert_core::types::{Param, Shutdown, BATCH_MAX};
 use lindivert_core::{Address, Flags, Layer, LayerData};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -79,6 +95,17 @@ pub const PACKET_OVERHEAD: usize = 128;
 /// The application counts as busy for this long after a `recv`/`send` call; meanwhile the
 /// worker leaves the queue socket to it.
 const BUSY_NS: i64 = 5_000_000;
+
+/// Receive buffers per queue (one `recvmmsg` reads at most this many messages).
+const SLOTS: usize = 64;
+
+/// Send held-back verdicts once this many wait (or this many bytes).
+const FLUSH_COUNT: usize = 64;
+const FLUSH_BYTES: usize = 256 * 1024;
+
+/// Most queues a handle can have (the low bits of a timestamp name the queue).
+pub const MAX_QUEUES: usize = 64;
+const TS_QUEUE_MASK: i64 = 63;
 
 /// The kernel queue's maximum length for a receive queue of `queue_length` packets: room
 /// for the packets the application has received but not sent yet as well.
@@ -112,6 +139,7 @@ pub struct OpenOptions {
     netns: Option<PathBuf>,
     gso: bool,
     ebpf: bool,
+    queues: u16,
 }
 
 impl OpenOptions {
@@ -125,7 +153,17 @@ impl OpenOptions {
             netns: None,
             gso: true,
             ebpf: true,
+            queues: 1,
         }
+    }
+
+    /// Spread the packets over `n` nfnetlink queues (1..=64, default 1) by the CPU that
+    /// handles them (`NFQ_FLAG_CPU_FANOUT`), each with its own socket and lock: serve each
+    /// with its own thread through [`Handle::queue`] / [`Handle::split`] (or let every thread
+    /// call [`Handle::recv`], which takes whichever queue has packets).
+    pub fn queues(mut self, n: u16) -> Self {
+        self.queues = n;
+        self
     }
 
     /// The layer (NETWORK or NETWORK_FORWARD).
@@ -180,32 +218,224 @@ impl OpenOptions {
     }
 }
 
+/// Where the bytes of a queued packet are.
 #[derive(Debug)]
-struct RxPkt {
+enum Data {
+    /// In receive buffer `slot` at `off` (the buffer is kept until the verdict).
+    Slot { slot: u16, off: u32 },
+    /// A copy (the receive buffer had to be reused while the packet waited for `recv`).
+    Owned(Vec<u8>),
+    /// Delivered, and its buffer reused: only a hash of the original bytes is left.
+    Hash(u64),
+    /// Nothing (done).
+    Gone,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// The unique timestamp (the key a send finds it by).
+    ts: i64,
+    /// The nfqueue packet id; `None` for SNIFF copies (accepted already).
     id: Option<u32>,
-    data: Vec<u8>,
-    addr: Address,
-}
-
-#[derive(Debug)]
-struct Pending {
     flow: u64,
-    hash: u64,
-    len: usize,
+    len: u32,
+    data: Data,
+    addr: Address,
+    delivered: bool,
+    done: bool,
 }
 
+/// The state of one queue.
 #[derive(Debug)]
-struct State {
-    rx: VecDeque<RxPkt>,
-    rx_bytes: usize,
-    pending: HashMap<u32, Pending>,
-    by_flow: HashMap<u64, VecDeque<u32>>,
-    expiry: VecDeque<(i64, u32)>,
+struct QState {
+    /// Receive buffers and how many entries reference each.
     bufs: Vec<Vec<u8>>,
+    refs: Vec<u32>,
     lens: Vec<usize>,
+    /// Packets held in the kernel (and SNIFF copies), in arrival (id, timestamp) order.
+    /// Entries before `rx_start` are delivered or done.
+    entries: VecDeque<Entry>,
+    rx_start: usize,
+    /// Packets waiting for `recv` and their bytes (with the overhead).
+    rx_len: usize,
+    rx_bytes: usize,
+    pool: Vec<Vec<u8>>,
     verdicts: Verdicts,
+    last_ts: i64,
+    ready: bool,
     closing: bool,
     netlink_errors: u64,
+}
+
+impl QState {
+    fn new() -> QState {
+        QState {
+            bufs: (0..SLOTS).map(|_| vec![0u8; nfqueue::RECV_BUF_LEN]).collect(),
+            refs: vec![0; SLOTS],
+            lens: vec![0; SLOTS],
+            entries: VecDeque::with_capacity(1024),
+            rx_start: 0,
+            rx_len: 0,
+            rx_bytes: 0,
+            pool: Vec::new(),
+            verdicts: Verdicts::new(),
+            last_ts: 0,
+            ready: false,
+            closing: false,
+            netlink_errors: 0,
+        }
+    }
+
+    /// The original bytes of entry `i`, if still held.
+    fn bytes(&self, i: usize) -> Option<&[u8]> {
+        let e = &self.entries[i];
+        match &e.data {
+            Data::Slot { slot, off } => {
+                let o = *off as usize;
+                Some(&self.bufs[*slot as usize][o..o + e.len as usize])
+            }
+            Data::Owned(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Whether `bytes` equal the original of entry `i`; `hash` computes the hash of
+    /// `bytes` (lazily) when only a hash is left.
+    fn same_bytes(&self, i: usize, bytes: &[u8], hash: &mut Option<u64>) -> bool {
+        let e = &self.entries[i];
+        if e.len as usize != bytes.len() {
+            return false;
+        }
+        match &e.data {
+            Data::Hash(h) => *h == *hash.get_or_insert_with(|| pkt::bytes_hash(bytes)),
+            _ => self.bytes(i) == Some(bytes),
+        }
+    }
+
+    fn release(&mut self, i: usize) {
+        match std::mem::replace(&mut self.entries[i].data, Data::Gone) {
+            Data::Slot { slot, .. } => self.refs[slot as usize] -= 1,
+            Data::Owned(v) => {
+                if self.pool.len() < 1024 {
+                    self.pool.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Entry `i` is finished (verdict given, dropped, expired, or a delivered SNIFF copy).
+    fn finish(&mut self, i: usize) {
+        let e = &mut self.entries[i];
+        if e.done {
+            return;
+        }
+        e.done = true;
+        if !e.delivered {
+            self.rx_len -= 1;
+            self.rx_bytes -= e.len as usize + PACKET_OVERHEAD;
+        }
+        self.release(i);
+    }
+
+    fn pop_done(&mut self) {
+        while self.entries.front().is_some_and(|e| e.done) {
+            self.entries.pop_front();
+            self.rx_start = self.rx_start.saturating_sub(1);
+        }
+    }
+
+    /// Every receive buffer is referenced: keep copies of the packets still waiting for
+    /// `recv` and hashes of the delivered originals, so that all buffers are free again.
+    fn evict(&mut self) {
+        for i in 0..self.entries.len() {
+            if self.entries[i].done || !matches!(self.entries[i].data, Data::Slot { .. }) {
+                continue;
+            }
+            let new = if self.entries[i].delivered {
+                Data::Hash(pkt::bytes_hash(self.bytes(i).unwrap_or(&[])))
+            } else {
+                let mut v = self.pool.pop().unwrap_or_default();
+                v.clear();
+                v.extend_from_slice(self.bytes(i).unwrap_or(&[]));
+                Data::Owned(v)
+            };
+            self.entries[i].data = new;
+        }
+        self.refs.iter_mut().for_each(|r| *r = 0);
+    }
+
+    /// The oldest packet that stays in the kernel queue (for batch verdicts).
+    fn floor(&self, sniff: bool) -> Option<u32> {
+        if sniff {
+            return None;
+        }
+        self.entries.iter().find(|e| !e.done).and_then(|e| e.id)
+    }
+
+    /// Send the waiting verdicts (one `sendmsg`).
+    fn flush(&mut self, sock: &crate::sys::netlink::NetlinkSocket, sniff: bool) -> io::Result<()> {
+        if self.verdicts.is_empty() {
+            return Ok(());
+        }
+        self.pop_done();
+        let floor = self.floor(sniff);
+        self.verdicts.flush_batched(sock, floor)
+    }
+
+    /// Send held-back verdicts if the application has nothing buffered left to work
+    /// through, or enough wait.
+    fn flush_due(&self) -> bool {
+        !self.verdicts.is_empty()
+            && (self.rx_len == 0
+                || self.verdicts.len() >= FLUSH_COUNT
+                || self.verdicts.bytes() >= FLUSH_BYTES)
+    }
+}
+
+/// One nfnetlink queue of a handle.
+#[derive(Debug)]
+struct QueueCtx {
+    queue: Queue,
+    state: Mutex<QState>,
+    /// This queue's socket and ready flag.
+    epoll: Epoll,
+    ready: EventFlag,
+    last_activity: AtomicI64,
+    waiters: AtomicU32,
+}
+
+impl QueueCtx {
+    fn lock(&self) -> MutexGuard<'_, QState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn try_lock(&self) -> Option<MutexGuard<'_, QState>> {
+        match self.state.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    fn update_ready(&self, st: &mut QState) {
+        let want = st.rx_len > 0;
+        if want != st.ready {
+            st.ready = want;
+            if want {
+                self.ready.set();
+            } else {
+                self.ready.clear();
+            }
+        }
+    }
+
+    fn busy(&self, now: i64) -> i64 {
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            return BUSY_NS;
+        }
+        BUSY_NS - (now - self.last_activity.load(Ordering::Relaxed))
+    }
 }
 
 #[derive(Debug)]
@@ -215,13 +445,13 @@ struct Inner {
     priority: i16,
     mark: u32,
     filter: PacketFilter,
-    queue: Queue,
+    always: bool,
+    queues: Vec<QueueCtx>,
     table: Mutex<Option<OwnerTable>>,
     raw4: Option<RawIpSocket>,
     raw6: Option<RawIpSocket>,
+    /// Every queue's socket and ready flag (the handle's pollable descriptor).
     epoll: Epoll,
-    ready: EventFlag,
-    state: Mutex<State>,
     queue_length: AtomicU64,
     queue_time: AtomicU64,
     queue_size: AtomicU64,
@@ -236,7 +466,7 @@ struct Inner {
     proc_queue: Mutex<Option<File>>,
     table_name: String,
     ebpf: bool,
-    last_activity: AtomicI64,
+    rr: AtomicUsize,
 }
 
 /// An open divert handle. Dropping it closes it gracefully.
@@ -244,6 +474,50 @@ struct Inner {
 pub struct Handle {
     inner: Arc<Inner>,
     worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// One queue of a handle opened with [`OpenOptions::queues`]: receive from this queue only
+/// (a thread per queue shares no lock with the others). Sending works for packets of any
+/// queue of the handle.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueRef<'a> {
+    handle: &'a Handle,
+    index: usize,
+}
+
+/// Bind `n` consecutive queue numbers, the first from `candidates`.
+fn bind_queues(
+    candidates: impl Iterator<Item = u16>,
+    n: u16,
+    cfg: &QueueConfig,
+) -> Result<Vec<Queue>, Error> {
+    let mut last = None;
+    for first in candidates {
+        if first.checked_add(n - 1).is_none() {
+            continue;
+        }
+        let mut qs = Vec::with_capacity(n as usize);
+        let mut ok = true;
+        for k in 0..n {
+            match Queue::bind_exact(first + k, cfg) {
+                Ok(q) => qs.push(q),
+                Err(e) if e.errno == libc::EBUSY || e.errno == libc::EPERM => {
+                    last = Some(e);
+                    ok = false;
+                    break;
+                }
+                Err(e) => return Err(Error::from_netlink(e)),
+            }
+        }
+        if ok {
+            return Ok(qs);
+        }
+        // the sockets close (and unbind) as `qs` drops
+    }
+    Err(Error::from_netlink(last.unwrap_or(crate::sys::nfnl::NlError {
+        errno: libc::EBUSY,
+        what: "binding an nfqueue number".into(),
+    })))
 }
 
 fn has_capability(bit: u32) -> Option<bool> {
@@ -284,6 +558,12 @@ impl Handle {
                 message: e.to_string(),
                 position: e.pos,
             })?;
+        if !(1..=MAX_QUEUES as u16).contains(&o.queues) {
+            return Err(Error::InvalidParameter(format!(
+                "queue count {} outside 1..={MAX_QUEUES}",
+                o.queues
+            )));
+        }
         if has_capability(12) == Some(false) {
             return Err(Error::PermissionDenied {
                 capability: "CAP_NET_ADMIN",
@@ -309,12 +589,14 @@ impl Handle {
         let start = (pid
             .wrapping_mul(2_654_435_761)
             .wrapping_add(n.wrapping_mul(7919))) as u16;
-        let candidates = (0..1024u16).map(move |i| start.wrapping_add(i));
+        let nq = o.queues;
+        let candidates = (0..1024u16).map(move |i| start.wrapping_add(i.wrapping_mul(nq)));
         let layer = o.layer;
         let filter2 = filter.clone();
         let use_ebpf = o.ebpf;
         let build = move || -> Result<_, Error> {
-            let queue = Queue::bind_any(candidates, &qcfg).map_err(Error::from_netlink)?;
+            let queues = bind_queues(candidates, nq, &qcfg)?;
+            let first = queues[0].num();
             let hooks: Vec<Hook> = match layer {
                 Layer::NetworkForward => vec![Hook::Forward],
                 _ => {
@@ -361,9 +643,18 @@ impl Handle {
                             skip_mark: Some(mark),
                             skip_loopback_in: hook == Hook::Input,
                             prefilter,
-                            action: Action::Queue {
-                                num: queue.num(),
-                                bypass: false,
+                            action: if nq == 1 {
+                                Action::Queue {
+                                    num: first,
+                                    bypass: false,
+                                }
+                            } else {
+                                Action::QueueRange {
+                                    num: first,
+                                    total: nq,
+                                    bypass: false,
+                                    cpu_fanout: true,
+                                }
                             },
                         }
                     })
@@ -384,41 +675,43 @@ impl Handle {
             let raw4 = RawIpSocket::open(false, mark).ok();
             let raw6 = RawIpSocket::open(true, mark).ok();
             let proc_queue = File::open("/proc/thread-self/net/netfilter/nfnetlink_queue").ok();
-            Ok((queue, table, raw4, raw6, proc_queue, table_name))
+            Ok((queues, table, raw4, raw6, proc_queue, table_name))
         };
-        let (queue, (table, ebpf), raw4, raw6, proc_queue, table_name) = match &ns {
+        let (queues, (table, ebpf), raw4, raw6, proc_queue, table_name) = match &ns {
             Some(ns) => ns.run(build).map_err(Error::Io)??,
             None => build()?,
         };
         let epoll = Epoll::new()?;
-        let ready = EventFlag::new()?;
-        epoll.add(queue.socket().as_fd(), 0)?;
-        epoll.add(ready.as_fd(), 1)?;
-        let st = State {
-            rx: VecDeque::new(),
-            rx_bytes: 0,
-            pending: HashMap::new(),
-            by_flow: HashMap::new(),
-            expiry: VecDeque::new(),
-            bufs: (0..64).map(|_| vec![0u8; nfqueue::RECV_BUF_LEN]).collect(),
-            lens: vec![0; 64],
-            verdicts: Verdicts::new(),
-            closing: false,
-            netlink_errors: 0,
-        };
+        let mut ctxs = Vec::with_capacity(queues.len());
+        for (i, queue) in queues.into_iter().enumerate() {
+            let qe = Epoll::new()?;
+            let ready = EventFlag::new()?;
+            qe.add(queue.socket().as_fd(), 0)?;
+            qe.add(ready.as_fd(), 1)?;
+            epoll.add(queue.socket().as_fd(), 2 * i as u64)?;
+            epoll.add(ready.as_fd(), 2 * i as u64 + 1)?;
+            ctxs.push(QueueCtx {
+                queue,
+                state: Mutex::new(QState::new()),
+                epoll: qe,
+                ready,
+                last_activity: AtomicI64::new(0),
+                waiters: AtomicU32::new(0),
+            });
+        }
+        let always = filter.is_always();
         let inner = Arc::new(Inner {
             layer: o.layer,
             flags: o.flags,
             priority: o.priority,
             mark,
             filter,
-            queue,
+            always,
+            queues: ctxs,
             table: Mutex::new(Some(table)),
             raw4,
             raw6,
             epoll,
-            ready,
-            state: Mutex::new(st),
             queue_length: AtomicU64::new(Param::QueueLength.default_value()),
             queue_time: AtomicU64::new(Param::QueueTime.default_value()),
             queue_size: AtomicU64::new(Param::QueueSize.default_value()),
@@ -433,7 +726,7 @@ impl Handle {
             proc_queue: Mutex::new(proc_queue),
             table_name,
             ebpf,
-            last_activity: AtomicI64::new(0),
+            rr: AtomicUsize::new(0),
         });
         let w = Arc::clone(&inner);
         let worker = Some(
@@ -459,7 +752,7 @@ impl Handle {
         timeout: Option<Duration>,
     ) -> Result<(usize, Address), Error> {
         let mut addrs = Vec::with_capacity(1);
-        let n = self.inner.recv_into(buf, &mut addrs, 1, timeout)?;
+        let n = self.inner.recv_into(None, buf, &mut addrs, 1, timeout)?;
         Ok((n, addrs[0]))
     }
 
@@ -472,12 +765,8 @@ impl Handle {
         max: usize,
         timeout: Option<Duration>,
     ) -> Result<usize, Error> {
-        if max == 0 || max > BATCH_MAX {
-            return Err(Error::InvalidParameter(format!(
-                "batch size {max} outside 1..=255"
-            )));
-        }
-        self.inner.recv_into(buf, addrs, max, timeout)
+        check_batch(max)?;
+        self.inner.recv_into(None, buf, addrs, max, timeout)
     }
 
     /// `WinDivertSend`: re-inject `packet` (or inject a new one). Returns the bytes sent.
@@ -487,13 +776,31 @@ impl Handle {
 
     /// `WinDivertSendEx` batch: `packets` back to back, one address each (≤ 255).
     pub fn send_batch(&self, packets: &[u8], addrs: &[Address]) -> Result<usize, Error> {
-        if addrs.is_empty() || addrs.len() > BATCH_MAX {
-            return Err(Error::InvalidParameter(format!(
-                "batch size {} outside 1..=255",
-                addrs.len()
-            )));
-        }
+        check_batch(addrs.len())?;
         self.inner.send_packets(packets, addrs)
+    }
+
+    /// How many nfnetlink queues this handle reads ([`OpenOptions::queues`]).
+    pub fn queue_count(&self) -> usize {
+        self.inner.queues.len()
+    }
+
+    /// Queue `index` (0-based) of this handle, to receive from it alone.
+    pub fn queue(&self, index: usize) -> Option<QueueRef<'_>> {
+        (index < self.inner.queues.len()).then_some(QueueRef {
+            handle: self,
+            index,
+        })
+    }
+
+    /// Every queue of this handle: give each to its own thread.
+    pub fn split(&self) -> Vec<QueueRef<'_>> {
+        (0..self.inner.queues.len())
+            .map(|index| QueueRef {
+                handle: self,
+                index,
+            })
+            .collect()
     }
 
     /// `WinDivertShutdown`.
@@ -537,7 +844,9 @@ impl Handle {
             .map_err(|e| Error::InvalidParameter(e.to_string()))?;
         match param {
             Param::QueueLength => {
-                self.inner.queue.set_maxlen(kernel_maxlen(value))?;
+                for q in &self.inner.queues {
+                    q.queue.set_maxlen(kernel_maxlen(value))?;
+                }
                 self.inner.queue_length.store(value, Ordering::Relaxed);
             }
             Param::QueueTime => self.inner.queue_time.store(value, Ordering::Relaxed),
@@ -584,9 +893,9 @@ impl Handle {
         self.inner.priority
     }
 
-    /// The nfqueue number this handle bound.
+    /// The nfqueue number this handle bound (the first, with several queues).
     pub fn queue_num(&self) -> u16 {
-        self.inner.queue.num()
+        self.inner.queues[0].queue.num()
     }
 
     /// The name of this handle's nftables owner table (family inet).
@@ -608,7 +917,7 @@ impl Handle {
 
 impl AsRawFd for Handle {
     /// A descriptor that is readable when `recv` may have a packet (an epoll set of the queue
-    /// socket and an internal "buffered" flag). Poll it, then call `recv_timeout` with a zero
+    /// sockets and internal "buffered" flags). Poll it, then call `recv_timeout` with a zero
     /// timeout.
     fn as_raw_fd(&self) -> RawFd {
         self.inner.epoll.as_raw_fd()
@@ -621,9 +930,91 @@ impl Drop for Handle {
     }
 }
 
+impl QueueRef<'_> {
+    /// The index of this queue in its handle.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Its nfqueue number.
+    pub fn queue_num(&self) -> u16 {
+        self.handle.inner.queues[self.index].queue.num()
+    }
+
+    /// [`Handle::recv`] from this queue.
+    pub fn recv(&self, buf: &mut [u8]) -> Result<(usize, Address), Error> {
+        self.recv_timeout(buf, None)
+    }
+
+    /// [`Handle::recv_timeout`] from this queue.
+    pub fn recv_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<(usize, Address), Error> {
+        let mut addrs = Vec::with_capacity(1);
+        let n = self
+            .handle
+            .inner
+            .recv_into(Some(self.index), buf, &mut addrs, 1, timeout)?;
+        Ok((n, addrs[0]))
+    }
+
+    /// [`Handle::recv_batch`] from this queue.
+    pub fn recv_batch(
+        &self,
+        buf: &mut [u8],
+        addrs: &mut Vec<Address>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize, Error> {
+        check_batch(max)?;
+        self.handle
+            .inner
+            .recv_into(Some(self.index), buf, addrs, max, timeout)
+    }
+
+    /// [`Handle::send`] (any packet of the handle).
+    pub fn send(&self, packet: &[u8], addr: &Address) -> Result<usize, Error> {
+        self.handle.send(packet, addr)
+    }
+
+    /// [`Handle::send_batch`] (any packets of the handle).
+    pub fn send_batch(&self, packets: &[u8], addrs: &[Address]) -> Result<usize, Error> {
+        self.handle.send_batch(packets, addrs)
+    }
+}
+
+impl AsRawFd for QueueRef<'_> {
+    /// Readable when `recv` on this queue may have a packet.
+    fn as_raw_fd(&self) -> RawFd {
+        self.handle.inner.queues[self.index].epoll.as_raw_fd()
+    }
+}
+
+fn check_batch(n: usize) -> Result<(), Error> {
+    if n == 0 || n > BATCH_MAX {
+        return Err(Error::InvalidParameter(format!(
+            "batch size {n} outside 1..=255"
+        )));
+    }
+    Ok(())
+}
+
+thread_local! {
+    static THREAD_SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Where a send finds its queued original.
+struct Found {
+    q: usize,
+    idx: usize,
+    equal: bool,
+}
+
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn sniff(&self) -> bool {
+        self.flags.contains(Flags::SNIFF)
     }
 
     fn kernel_queue_dropped(&self) -> u64 {
@@ -635,83 +1026,118 @@ impl Inner {
         if f.rewind().is_err() || f.read_to_string(&mut s).is_err() {
             return 0;
         }
+        let mut total = 0;
         for line in s.lines() {
             let v: Vec<&str> = line.split_whitespace().collect();
-            if v.len() >= 7 && v[0].parse::<u16>().ok() == Some(self.queue.num()) {
-                let q: u64 = v[5].parse().unwrap_or(0);
-                let u: u64 = v[6].parse().unwrap_or(0);
-                return q + u;
+            if v.len() >= 7 {
+                if let Ok(num) = v[0].parse::<u16>() {
+                    if self.queues.iter().any(|q| q.queue.num() == num) {
+                        let q: u64 = v[5].parse().unwrap_or(0);
+                        let u: u64 = v[6].parse().unwrap_or(0);
+                        total += q + u;
+                    }
+                }
             }
         }
-        0
-    }
-
-    fn update_ready(&self, st: &State) {
-        if st.rx.is_empty() {
-            self.ready.clear();
-        } else {
-            self.ready.set();
-        }
+        total
     }
 
     /// Drop queued packets past QUEUE_TIME.
-    fn expire(&self, st: &mut State, now: i64) {
-        while let Some(&(deadline, id)) = st.expiry.front() {
-            if deadline > now {
+    fn expire(&self, q: &QueueCtx, st: &mut QState, now: i64) {
+        let qt = self.queue_time.load(Ordering::Relaxed) as i64 * 1_000_000;
+        let mut i = 0;
+        while i < st.entries.len() {
+            let e = &st.entries[i];
+            if e.ts + qt > now {
                 break;
             }
-            st.expiry.pop_front();
-            if let Some(p) = st.pending.remove(&id) {
-                remove_from_flow(&mut st.by_flow, p.flow, id);
-                st.verdicts
-                    .add(self.queue.num(), id, nfqueue::NF_DROP, None, None);
+            if !e.done {
+                if let Some(id) = e.id {
+                    st.verdicts
+                        .add(q.queue.num(), id, nfqueue::NF_DROP, None, None);
+                }
                 self.expired.fetch_add(1, Ordering::Relaxed);
+                st.finish(i);
             }
+            i += 1;
         }
+        st.pop_done();
     }
 
-    /// Read what the queue socket has (without blocking), classify, queue verdicts, flush.
-    /// Returns the number of datagrams read.
-    fn pump(&self, st: &mut State) -> Result<usize, Error> {
-        let mut bufs = std::mem::take(&mut st.bufs);
-        let mut lens = std::mem::take(&mut st.lens);
-        let r = self.queue.socket().recv_many(&mut bufs, &mut lens);
-        let n = match r {
+    /// The next QUEUE_TIME deadline of queue state `st`.
+    fn next_deadline(&self, st: &QState) -> Option<i64> {
+        let qt = self.queue_time.load(Ordering::Relaxed) as i64 * 1_000_000;
+        st.entries.iter().find(|e| !e.done).map(|e| e.ts + qt)
+    }
+
+    /// Read what queue `qi`'s socket has (without blocking): one `recvmmsg` into the free
+    /// receive buffers, parse in place, classify. Verdicts wait in `st.verdicts`. Returns
+    /// the number of datagrams read.
+    fn pump(&self, qi: usize, q: &QueueCtx, st: &mut QState) -> Result<usize, Error> {
+        if st.refs.iter().all(|&r| r > 0) {
+            st.evict();
+        }
+        let mut idx = [0u16; SLOTS];
+        let mut nfree = 0;
+        for (i, &r) in st.refs.iter().enumerate() {
+            if r == 0 {
+                idx[nfree] = i as u16;
+                nfree += 1;
+            }
+        }
+        let QState {
+            bufs, refs, lens, ..
+        } = &mut *st;
+        let it = bufs
+            .iter_mut()
+            .zip(refs.iter())
+            .filter(|(_, &r)| r == 0)
+            .map(|(b, _)| &mut b[..]);
+        let n = match q.queue.socket().recv_many_iov(it, lens) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(e) => {
-                st.bufs = bufs;
-                st.lens = lens;
-                return Err(Error::Io(e));
-            }
+            Err(e) => return Err(Error::Io(e)),
         };
         let now = monotonic_ns();
-        for i in 0..n {
-            for m in messages(&bufs[i][..lens[i]]) {
+        for (k, &slot) in idx.iter().enumerate().take(n) {
+            let len = st.lens[k];
+            let buf = std::mem::take(&mut st.bufs[slot as usize]);
+            let base = buf.as_ptr() as usize;
+            for m in messages(&buf[..len]) {
                 match nfqueue::parse(&m) {
-                    QueueMsg::Packet(p) => self.on_packet(st, &p, now),
+                    QueueMsg::Packet(p) => {
+                        let off = (p.payload.as_ptr() as usize).wrapping_sub(base) as u32;
+                        self.on_packet(qi, q, st, &p, slot, off, now)
+                    }
                     QueueMsg::Error(_) => st.netlink_errors += 1,
                     QueueMsg::Other => {}
                 }
             }
+            st.bufs[slot as usize] = buf;
         }
-        st.bufs = bufs;
-        st.lens = lens;
-        st.verdicts.flush(self.queue.socket())?;
         Ok(n)
     }
 
-    fn on_packet(&self, st: &mut State, p: &QueuedPacket<'_>, now: i64) {
-        let qn = self.queue.num();
-        let accept = |st: &mut State| st.verdicts.add(qn, p.id, nfqueue::NF_ACCEPT, None, None);
+    #[allow(clippy::too_many_arguments)]
+    fn on_packet(
+        &self,
+        qi: usize,
+        q: &QueueCtx,
+        st: &mut QState,
+        p: &QueuedPacket<'_>,
+        slot: u16,
+        off: u32,
+        now: i64,
+    ) {
+        let qn = q.queue.num();
         // after shutdown(Recv) the rules are bypassed: whatever still arrives was queued
         // before and is delivered as usual
         if st.closing {
-            return accept(st);
+            return st.verdicts.accept(qn, p.id);
         }
         let Some(info) = lindivert_core::packet::parse(p.payload) else {
             // malformed: never matches, passes (as WinDivert)
-            return accept(st);
+            return st.verdicts.accept(qn, p.id);
         };
         let forward = self.layer == Layer::NetworkForward;
         let outbound = !forward && p.hook == Hook::Output.number() as u8;
@@ -723,8 +1149,7 @@ impl Inner {
         let csum_ok = p.skb_info & nfqueue::SKB_CSUMNOTREADY == 0;
         let mut addr = Address::network(outbound);
         addr.layer = self.layer;
-        addr.timestamp = now;
-        addr.sniffed = self.flags.contains(Flags::SNIFF);
+        addr.sniffed = self.sniff();
         addr.loopback = !forward && (p.outdev == 1 || p.indev == 1);
         addr.ipv6 = info.version == 6;
         addr.ip_checksum = true;
@@ -734,68 +1159,146 @@ impl Inner {
             if_idx,
             sub_if_idx: 0,
         });
-        if !self.filter.exact().matches(&info, &addr) {
-            return accept(st);
+        // unique per queue; the low bits name the queue
+        let ts = ((now & !TS_QUEUE_MASK) | qi as i64).max(st.last_ts + TS_QUEUE_MASK + 1);
+        st.last_ts = ts;
+        addr.timestamp = ts;
+        if !self.always && !self.filter.exact().matches(&info, &addr) {
+            return st.verdicts.accept(qn, p.id);
         }
-        let data = info.bytes;
+        let len = info.bytes.len();
         if self.flags.contains(Flags::DROP) {
             self.received.fetch_add(1, Ordering::Relaxed);
             st.verdicts.add(qn, p.id, nfqueue::NF_DROP, None, None);
             return;
         }
-        let id = if self.flags.contains(Flags::SNIFF) {
-            accept(st);
-            None
+        let (id, flow) = if self.sniff() {
+            st.verdicts.accept(qn, p.id);
+            (None, 0)
         } else {
-            let flow = pkt::flow_key(&info);
-            st.pending.insert(
-                p.id,
-                Pending {
-                    flow,
-                    hash: pkt::bytes_hash(data),
-                    len: data.len(),
-                },
-            );
-            st.by_flow.entry(flow).or_default().push_back(p.id);
-            let qt = self.queue_time.load(Ordering::Relaxed) as i64 * 1_000_000;
-            st.expiry.push_back((now + qt, p.id));
-            Some(p.id)
+            (Some(p.id), pkt::flow_key(&info))
         };
-        st.rx_bytes += data.len() + PACKET_OVERHEAD;
-        st.rx.push_back(RxPkt {
+        st.refs[slot as usize] += 1;
+        st.entries.push_back(Entry {
+            ts,
             id,
-            data: data.to_vec(),
+            flow,
+            len: len as u32,
+            data: Data::Slot { slot, off },
             addr,
+            delivered: false,
+            done: false,
         });
-        self.enforce_limits(st);
+        st.rx_len += 1;
+        st.rx_bytes += len + PACKET_OVERHEAD;
+        self.enforce_limits(q, st);
     }
 
     /// QUEUE_LENGTH / QUEUE_SIZE: drop the oldest waiting packets until both hold.
-    fn enforce_limits(&self, st: &mut State) {
+    fn enforce_limits(&self, q: &QueueCtx, st: &mut QState) {
         let max_len = self.queue_length.load(Ordering::Relaxed) as usize;
         let max_size = self.queue_size.load(Ordering::Relaxed) as usize;
-        while st.rx.len() > max_len || (st.rx.len() > 1 && st.rx_bytes > max_size) {
-            let Some(old) = st.rx.pop_front() else { break };
-            st.rx_bytes -= old.data.len() + PACKET_OVERHEAD;
-            match old.id {
-                Some(id) => {
-                    // (an id no longer pending expired meanwhile: counted there)
-                    if let Some(pd) = st.pending.remove(&id) {
-                        remove_from_flow(&mut st.by_flow, pd.flow, id);
-                        st.verdicts
-                            .add(self.queue.num(), id, nfqueue::NF_DROP, None, None);
-                        self.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                None => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                }
+        while st.rx_len > max_len || (st.rx_len > 1 && st.rx_bytes > max_size) {
+            let mut i = st.rx_start;
+            while i < st.entries.len() && (st.entries[i].done || st.entries[i].delivered) {
+                i += 1;
             }
+            if i >= st.entries.len() {
+                break;
+            }
+            st.rx_start = i;
+            if let Some(id) = st.entries[i].id {
+                st.verdicts
+                    .add(q.queue.num(), id, nfqueue::NF_DROP, None, None);
+            }
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            st.finish(i);
         }
+    }
+
+    /// Copy waiting packets of `st` into `buf` (up to `max`). `Ok(None)`: none waits.
+    fn deliver(
+        &self,
+        st: &mut QState,
+        buf: &mut [u8],
+        addrs: &mut Vec<Address>,
+        max: usize,
+    ) -> Result<(usize, usize), Error> {
+        let mut used = 0;
+        let mut count = 0;
+        let mut i = st.rx_start;
+        while count < max && i < st.entries.len() {
+            if st.entries[i].done {
+                i += 1;
+                continue;
+            }
+            let len = st.entries[i].len as usize;
+            if used + len > buf.len() {
+                if count == 0 {
+                    st.rx_start = i;
+                    return Err(Error::InsufficientBuffer { needed: len });
+                }
+                break;
+            }
+            let dst = &mut buf[used..used + len];
+            dst.copy_from_slice(st.bytes(i).expect("a waiting packet has its bytes"));
+            let e = &mut st.entries[i];
+            addrs.push(e.addr);
+            e.delivered = true;
+            st.rx_len -= 1;
+            st.rx_bytes -= len + PACKET_OVERHEAD;
+            if e.id.is_none() {
+                // a SNIFF copy: nothing more to wait for
+                st.finish(i);
+            } else if matches!(e.data, Data::Owned(_)) {
+                let h = pkt::bytes_hash(dst);
+                st.release(i);
+                st.entries[i].data = Data::Hash(h);
+            }
+            used += len;
+            count += 1;
+            i += 1;
+        }
+        st.rx_start = i;
+        Ok((used, count))
+    }
+
+    /// One attempt at queue `qi` (locked): expire, read the socket if nothing waits,
+    /// deliver. `Ok(None)`: nothing to deliver.
+    fn try_queue(
+        &self,
+        qi: usize,
+        st: &mut QState,
+        buf: &mut [u8],
+        addrs: &mut Vec<Address>,
+        max: usize,
+    ) -> Result<Option<usize>, Error> {
+        let q = &self.queues[qi];
+        let sniff = self.sniff();
+        self.expire(q, st, monotonic_ns());
+        let mut pumped = false;
+        if st.rx_len == 0 {
+            // verdicts first: the kernel may be waiting for them
+            st.flush(q.queue.socket(), sniff)?;
+            self.pump(qi, q, st)?;
+            pumped = true;
+        }
+        let r = self.deliver(st, buf, addrs, max);
+        if pumped || st.flush_due() || r.is_err() {
+            st.flush(q.queue.socket(), sniff)?;
+        }
+        q.update_ready(st);
+        let (used, count) = r?;
+        if count > 0 {
+            self.received.fetch_add(count as u64, Ordering::Relaxed);
+            return Ok(Some(used));
+        }
+        Ok(None)
     }
 
     fn recv_into(
         &self,
+        queue: Option<usize>,
         buf: &mut [u8],
         addrs: &mut Vec<Address>,
         max: usize,
@@ -807,63 +1310,64 @@ impl Inner {
             ));
         }
         let deadline = timeout.map(|t| Instant::now() + t);
-        self.last_activity.store(monotonic_ns(), Ordering::Relaxed);
+        let nq = self.queues.len();
+        let queue = queue.or((nq == 1).then_some(0));
+        let now = monotonic_ns();
+        match queue {
+            Some(qi) => self.queues[qi].last_activity.store(now, Ordering::Relaxed),
+            None => self
+                .queues
+                .iter()
+                .for_each(|q| q.last_activity.store(now, Ordering::Relaxed)),
+        }
+        let start = THREAD_SLOT.with(|c| {
+            if c.get() == usize::MAX {
+                c.set(self.rr.fetch_add(1, Ordering::Relaxed));
+            }
+            c.get()
+        });
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return Err(Error::Closed);
             }
-            {
-                let mut st = self.lock();
-                self.expire(&mut st, monotonic_ns());
-                if st.rx.is_empty() {
-                    self.pump(&mut st)?;
+            match queue {
+                Some(qi) => {
+                    let mut st = self.queues[qi].lock();
+                    if let Some(n) = self.try_queue(qi, &mut st, buf, addrs, max)? {
+                        return Ok(n);
+                    }
                 }
-                let mut used = 0;
-                let mut count = 0;
-                while count < max {
-                    let Some(front) = st.rx.front() else { break };
-                    if let Some(id) = front.id {
-                        if !st.pending.contains_key(&id) {
-                            // expired or dropped meanwhile
-                            let old = st.rx.pop_front().unwrap();
-                            st.rx_bytes -= old.data.len() + PACKET_OVERHEAD;
+                None => {
+                    for k in 0..nq {
+                        let qi = (start + k) % nq;
+                        let Some(mut st) = self.queues[qi].try_lock() else {
                             continue;
+                        };
+                        if let Some(n) = self.try_queue(qi, &mut st, buf, addrs, max)? {
+                            return Ok(n);
                         }
                     }
-                    let len = front.data.len();
-                    if used + len > buf.len() {
-                        if count == 0 {
-                            self.update_ready(&st);
-                            st.verdicts.flush(self.queue.socket())?;
-                            return Err(Error::InsufficientBuffer { needed: len });
-                        }
-                        break;
-                    }
-                    let p = st.rx.pop_front().unwrap();
-                    st.rx_bytes -= len + PACKET_OVERHEAD;
-                    buf[used..used + len].copy_from_slice(&p.data);
-                    used += len;
-                    addrs.push(p.addr);
-                    count += 1;
                 }
-                st.verdicts.flush(self.queue.socket())?;
-                self.update_ready(&st);
-                if count > 0 {
-                    self.received.fetch_add(count as u64, Ordering::Relaxed);
-                    return Ok(used);
-                }
-                if self.shutdown_recv.load(Ordering::Acquire) {
-                    // rules are gone; whatever was queued has been read
-                    let more = self
+            }
+            if self.shutdown_recv.load(Ordering::Acquire) {
+                // rules are gone; whatever was queued has been read
+                let more = match queue {
+                    Some(qi) => self.queues[qi]
                         .queue
                         .socket()
                         .wait_readable(Some(Duration::ZERO))
-                        .unwrap_or(false);
-                    if !more {
-                        return Err(Error::NoData);
-                    }
-                    continue;
+                        .unwrap_or(false),
+                    None => self.queues.iter().any(|q| {
+                        q.queue
+                            .socket()
+                            .wait_readable(Some(Duration::ZERO))
+                            .unwrap_or(false)
+                    }),
+                };
+                if !more {
+                    return Err(Error::NoData);
                 }
+                continue;
             }
             // wait outside the lock (on the queue socket and the "buffered" flag a pump
             // worker sets), waking up for QUEUE_TIME expiry at least every 100 ms
@@ -875,7 +1379,112 @@ impl Inner {
                 }
                 wait = wait.min(d - now);
             }
-            self.epoll.wait(Some(wait))?;
+            let waiting: &[QueueCtx] = match queue {
+                Some(qi) => std::slice::from_ref(&self.queues[qi]),
+                None => &self.queues,
+            };
+            waiting
+                .iter()
+                .for_each(|q| _ = q.waiters.fetch_add(1, Ordering::Relaxed));
+            let r = match queue {
+                Some(qi) => self.queues[qi].epoll.wait(Some(wait)),
+                None => self.epoll.wait(Some(wait)),
+            };
+            let now = monotonic_ns();
+            waiting.iter().for_each(|q| {
+                q.last_activity.store(now, Ordering::Relaxed);
+                q.waiters.fetch_sub(1, Ordering::Relaxed);
+            });
+            r?;
+        }
+    }
+
+    /// The queued packet a send refers to: by its unique timestamp (when the flow matches
+    /// too), else the flow's packet with equal original bytes, else the flow's oldest.
+    /// Returns with the lock of its queue held in `cur`.
+    fn find_queued<'a>(
+        &'a self,
+        cur: &mut Option<(usize, MutexGuard<'a, QState>)>,
+        bytes: &[u8],
+        addr: &Address,
+        flow: &mut Option<u64>,
+        hash: &mut Option<u64>,
+    ) -> Result<Option<Found>, Error> {
+        let nq = self.queues.len();
+        let hint = (addr.timestamp & TS_QUEUE_MASK) as usize;
+        if hint < nq {
+            let st = self.lock_queue(cur, hint);
+            if let Ok(idx) = st.entries.binary_search_by_key(&addr.timestamp, |e| e.ts) {
+                let e = &st.entries[idx];
+                if !e.done && e.id.is_some() {
+                    if st.same_bytes(idx, bytes, hash) {
+                        return Ok(Some(Found {
+                            q: hint,
+                            idx,
+                            equal: true,
+                        }));
+                    }
+                    if e.flow == flow_of(bytes, flow)? {
+                        return Ok(Some(Found {
+                            q: hint,
+                            idx,
+                            equal: false,
+                        }));
+                    }
+                }
+            }
+        }
+        let f = flow_of(bytes, flow)?;
+        for k in 0..nq {
+            let qi = (hint.min(nq - 1) + k) % nq;
+            let st = self.lock_queue(cur, qi);
+            let mut oldest = None;
+            for (i, e) in st.entries.iter().enumerate() {
+                if e.done || e.id.is_none() || e.flow != f {
+                    continue;
+                }
+                if st.same_bytes(i, bytes, hash) {
+                    return Ok(Some(Found {
+                        q: qi,
+                        idx: i,
+                        equal: true,
+                    }));
+                }
+                oldest.get_or_insert(i);
+            }
+            if let Some(idx) = oldest {
+                return Ok(Some(Found {
+                    q: qi,
+                    idx,
+                    equal: false,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Lock queue `qi` into `cur` (sending the verdicts due of the queue held before).
+    fn lock_queue<'a, 'b>(
+        &'a self,
+        cur: &'b mut Option<(usize, MutexGuard<'a, QState>)>,
+        qi: usize,
+    ) -> &'b mut QState {
+        if cur.as_ref().is_some_and(|(c, _)| *c != qi) {
+            self.release_queue(cur);
+        }
+        if cur.is_none() {
+            *cur = Some((qi, self.queues[qi].lock()));
+        }
+        &mut cur.as_mut().unwrap().1
+    }
+
+    fn release_queue(&self, cur: &mut Option<(usize, MutexGuard<'_, QState>)>) {
+        if let Some((qi, mut st)) = cur.take() {
+            let q = &self.queues[qi];
+            if st.flush_due() {
+                let _ = st.flush(q.queue.socket(), self.sniff());
+            }
+            q.update_ready(&mut st);
         }
     }
 
@@ -889,10 +1498,33 @@ impl Inner {
         if self.shutdown_send.load(Ordering::Acquire) {
             return Err(Error::NoData);
         }
-        let qn = self.queue.num();
-        self.last_activity.store(monotonic_ns(), Ordering::Relaxed);
-        let mut st = self.lock();
-        self.expire(&mut st, monotonic_ns());
+        let mut cur: Option<(usize, MutexGuard<'_, QState>)> = None;
+        let r = self.send_locked(&mut cur, packets, addrs);
+        let flush = match cur.take() {
+            Some((qi, mut st)) => {
+                let q = &self.queues[qi];
+                let r = if st.flush_due() {
+                    st.flush(q.queue.socket(), self.sniff())
+                } else {
+                    Ok(())
+                };
+                q.update_ready(&mut st);
+                r
+            }
+            None => Ok(()),
+        };
+        let n = r?;
+        flush?;
+        n
+    }
+
+    fn send_locked<'a>(
+        &'a self,
+        cur: &mut Option<(usize, MutexGuard<'a, QState>)>,
+        packets: &[u8],
+        addrs: &[Address],
+    ) -> Result<Result<usize, Error>, Error> {
+        let now = monotonic_ns();
         let mut off = 0;
         let mut last_err: Option<Error> = None;
         for addr in addrs {
@@ -915,11 +1547,6 @@ impl Inner {
             }
             let bytes = &rest[..declared];
             off += declared;
-            let Some(info) = lindivert_core::packet::parse(bytes) else {
-                return Err(Error::InvalidParameter("malformed IP packet".into()));
-            };
-            let flow = pkt::flow_key(&info);
-            let hash = pkt::bytes_hash(bytes);
             let mut ttl_copy = None;
             if addr.impostor {
                 let mut v = bytes.to_vec();
@@ -937,19 +1564,29 @@ impl Inner {
                 }
                 v
             };
-            match take_queued(&mut st, flow, hash) {
-                Some((id, p)) => {
-                    if p.hash == hash && p.len == bytes.len() && ttl_copy.is_none() {
-                        st.verdicts.add(qn, id, nfqueue::NF_ACCEPT, None, None);
+            let mut flow = None;
+            let mut hash = None;
+            match self.find_queued(cur, bytes, addr, &mut flow, &mut hash)? {
+                Some(f) => {
+                    let q = &self.queues[f.q];
+                    let qn = q.queue.num();
+                    let st = self.lock_queue(cur, f.q);
+                    // first use of a packet: its queue is active
+                    q.last_activity.store(now, Ordering::Relaxed);
+                    let id = st.entries[f.idx].id.expect("queued packets have ids");
+                    if f.equal && ttl_copy.is_none() {
+                        st.verdicts.accept(qn, id);
                     } else {
                         let v = fixed();
-                        st.verdicts.add(qn, id, nfqueue::NF_ACCEPT, None, Some(&v));
+                        st.verdicts
+                            .add(qn, id, nfqueue::NF_ACCEPT, None, Some(&v));
                     }
+                    st.finish(f.idx);
                     self.sent.fetch_add(1, Ordering::Relaxed);
                 }
                 None => {
                     let v = fixed();
-                    let sock = if info.version == 6 {
+                    let sock = if bytes[0] >> 4 == 6 {
                         &self.raw6
                     } else {
                         &self.raw4
@@ -970,47 +1607,55 @@ impl Inner {
                 }
             }
         }
-        st.verdicts.flush(self.queue.socket())?;
-        match last_err {
+        Ok(match last_err {
             Some(e) => Err(e),
             None => Ok(off),
-        }
+        })
     }
 
-    /// The worker: while the application is idle, read the queue socket (verdicts for
-    /// non-matching packets, SNIFF copies and DROP handles right away), enforce QUEUE_TIME.
+    /// The worker: while the application is idle on a queue, read that queue's socket
+    /// (verdicts for non-matching packets, SNIFF copies and DROP handles right away), send
+    /// held-back verdicts, enforce QUEUE_TIME.
     fn pump_worker(&self) {
         let drop_handle = self.flags.contains(Flags::DROP);
+        let sniff = self.sniff();
         while !self.closed.load(Ordering::Acquire) {
             let now = monotonic_ns();
-            let busy_for = BUSY_NS - (now - self.last_activity.load(Ordering::Relaxed));
-            if !drop_handle && busy_for > 0 {
-                std::thread::sleep(Duration::from_nanos(busy_for as u64));
+            let mut idle: Vec<usize> = Vec::with_capacity(self.queues.len());
+            let mut min_busy = i64::MAX;
+            for (i, q) in self.queues.iter().enumerate() {
+                let b = if drop_handle { 0 } else { q.busy(now) };
+                if b > 0 {
+                    min_busy = min_busy.min(b);
+                } else {
+                    idle.push(i);
+                }
+            }
+            if idle.is_empty() {
+                std::thread::sleep(Duration::from_nanos(min_busy.max(100_000) as u64));
                 continue;
             }
-            let next_expiry = self.lock().expiry.front().map(|&(d, _)| d);
             let mut wait = Duration::from_millis(50);
-            if let Some(d) = next_expiry {
-                wait = wait.min(Duration::from_nanos((d - now).max(0) as u64));
+            if min_busy != i64::MAX {
+                wait = wait.min(Duration::from_nanos(min_busy.max(100_000) as u64));
             }
-            let readable = self
-                .queue
-                .socket()
-                .wait_readable(Some(wait))
-                .unwrap_or(false);
-            if self.closed.load(Ordering::Acquire) {
-                break;
+            for &i in &idle {
+                let q = &self.queues[i];
+                let Some(mut st) = q.try_lock() else { continue };
+                let now = monotonic_ns();
+                self.expire(q, &mut st, now);
+                let _ = self.pump(i, q, &mut st);
+                let _ = st.flush(q.queue.socket(), sniff);
+                q.update_ready(&mut st);
+                if let Some(d) = self.next_deadline(&st) {
+                    wait = wait.min(Duration::from_nanos((d - now).max(0) as u64));
+                }
             }
-            let now = monotonic_ns();
-            let mut st = self.lock();
-            let due = st.expiry.front().is_some_and(|&(d, _)| d <= now);
-            if !readable && !due {
-                continue;
-            }
-            self.expire(&mut st, now);
-            let _ = self.pump(&mut st);
-            let _ = st.verdicts.flush(self.queue.socket());
-            self.update_ready(&st);
+            let fds: Vec<_> = idle
+                .iter()
+                .map(|&i| self.queues[i].queue.socket().as_fd())
+                .collect();
+            let _ = wait_any_readable(&fds, Some(wait));
         }
     }
 
@@ -1022,69 +1667,64 @@ impl Inner {
             None => Ok(()),
         };
         // 2. accept everything still queued (not SNIFF copies: those were accepted already)
-        let mut st = self.lock();
-        st.closing = true;
-        let qn = self.queue.num();
-        let ids: Vec<u32> = st.pending.keys().copied().collect();
-        for id in ids {
-            st.verdicts.add(qn, id, nfqueue::NF_ACCEPT, None, None);
-        }
-        st.pending.clear();
-        st.by_flow.clear();
-        st.expiry.clear();
-        st.rx.clear();
-        st.rx_bytes = 0;
-        let _ = st.verdicts.flush(self.queue.socket());
-        let mut idle = 0;
-        while idle < 2 {
-            match self.pump(&mut st) {
-                Ok(0) => {
-                    idle += 1;
-                    let _ = self
-                        .queue
-                        .socket()
-                        .wait_readable(Some(Duration::from_millis(2)));
+        for (qi, q) in self.queues.iter().enumerate() {
+            let mut st = q.lock();
+            st.closing = true;
+            let qn = q.queue.num();
+            for i in 0..st.entries.len() {
+                if !st.entries[i].done {
+                    if let Some(id) = st.entries[i].id {
+                        st.verdicts.accept(qn, id);
+                    }
+                    st.finish(i);
                 }
-                Ok(_) => idle = 0,
-                Err(_) => break,
             }
+            st.pop_done();
+            st.entries.clear();
+            st.rx_start = 0;
+            let _ = st.flush(q.queue.socket(), self.sniff());
+            let mut idle = 0;
+            while idle < 2 {
+                let r = self.pump(qi, q, &mut st);
+                let _ = st.flush(q.queue.socket(), self.sniff());
+                match r {
+                    Ok(0) => {
+                        idle += 1;
+                        let _ = q
+                            .queue
+                            .socket()
+                            .wait_readable(Some(Duration::from_millis(2)));
+                    }
+                    Ok(_) => idle = 0,
+                    Err(_) => break,
+                }
+            }
+            st.ready = true;
+            st.rx_len = 0;
+            q.update_ready(&mut st);
         }
-        self.ready.clear();
-        drop(st);
         // 3. delete the table, unbind; the sockets close when the handle's memory goes
         let del = match self.table.lock().unwrap().as_mut() {
             Some(t) => t.delete().map_err(Error::from_netlink),
             None => Ok(()),
         };
-        let _ = self.queue.unbind();
+        for q in &self.queues {
+            let _ = q.queue.unbind();
+        }
         *self.table.lock().unwrap() = None;
         bypass.and(del)
     }
 }
 
-fn remove_from_flow(by_flow: &mut HashMap<u64, VecDeque<u32>>, flow: u64, id: u32) {
-    if let Some(q) = by_flow.get_mut(&flow) {
-        if let Some(i) = q.iter().position(|&x| x == id) {
-            q.remove(i);
-        }
-        if q.is_empty() {
-            by_flow.remove(&flow);
-        }
+/// The flow identity of `bytes` (computed once).
+fn flow_of(bytes: &[u8], flow: &mut Option<u64>) -> Result<u64, Error> {
+    if let Some(f) = *flow {
+        return Ok(f);
     }
-}
-
-/// The queued packet a send refers to: same flow, equal original bytes first, else the
-/// oldest of the flow.
-fn take_queued(st: &mut State, flow: u64, hash: u64) -> Option<(u32, Pending)> {
-    let q = st.by_flow.get_mut(&flow)?;
-    let idx = q
-        .iter()
-        .position(|id| st.pending.get(id).map(|p| p.hash) == Some(hash))
-        .unwrap_or(0);
-    let id = q.remove(idx)?;
-    if q.is_empty() {
-        st.by_flow.remove(&flow);
-    }
-    let p = st.pending.remove(&id)?;
-    Some((id, p))
+    let Some(info) = lindivert_core::packet::parse(bytes) else {
+        return Err(Error::InvalidParameter("malformed IP packet".into()));
+    };
+    let f = pkt::flow_key(&info);
+    *flow = Some(f);
+    Ok(f)
 }

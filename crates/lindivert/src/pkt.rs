@@ -4,7 +4,6 @@
 
 use lindivert_core::packet::{calc_checksums, ChecksumFlags, ParsedPacket};
 use lindivert_core::Address;
-use std::hash::{Hash, Hasher};
 
 /// The identity of a packet's flow: version, addresses, protocol, ports (ICMP: the
 /// identifier word). A sent packet is matched to a queued packet with the same flow

@@ -14,7 +14,10 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn require_root() {
-    assert!(common::privileged(), "the FLOW tests need root, `ip` and python3");
+    assert!(
+        common::privileged(),
+        "the FLOW tests need root, `ip` and python3"
+    );
 }
 
 const TCP_SERVER: &str = r#"
@@ -76,7 +79,10 @@ impl Py {
 
     fn line(&mut self) -> String {
         let mut l = String::new();
-        assert!(self.out.read_line(&mut l).unwrap() > 0, "python child ended early");
+        assert!(
+            self.out.read_line(&mut l).unwrap() > 0,
+            "python child ended early"
+        );
         l.trim().to_string()
     }
 
@@ -210,7 +216,11 @@ fn udp_flow(v6: bool) {
     let inb = find(&evs, Event::FlowEstablished, false, 17, 7102, cport);
     assert_eq!(out.flow_data().unwrap().process_id, client.pid());
     assert_eq!(inb.flow_data().unwrap().process_id, server.pid());
-    assert_eq!(evs.len(), 2, "the reply belongs to existing flows: {evs:#?}");
+    assert_eq!(
+        evs.len(),
+        2,
+        "the reply belongs to existing flows: {evs:#?}"
+    );
     // Both processes stay alive: the flows end by inactivity.
     let evs = drain(&h, Duration::from_millis(1500));
     let dt = t0.elapsed();

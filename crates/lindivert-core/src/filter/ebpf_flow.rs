@@ -26,10 +26,10 @@
 
 use super::ebpf::{code, Asm, Insn, Label, Reg};
 use super::ebpf_sock::{
-    bpf_sock, can_match_in, emit_addr4, emit_addr6, emit_derived, emit_filter_in,
-    emit_netns_check, emit_output, finish, helper, ld_map_fd, object_is_valid, rd_addr, rd_u16,
-    rd_u32, rd_u64, record, ret, sock_ops, sockops_fill, to_be, zero_stack, PlanCtx, SockGenError,
-    SockMaps, KEY, PKT, REC, TCPH, VAL,
+    bpf_sock, can_match_in, emit_addr4, emit_addr6, emit_derived, emit_filter_in, emit_netns_check,
+    emit_output, finish, helper, ld_map_fd, object_is_valid, rd_addr, rd_u16, rd_u32, rd_u64,
+    record, ret, sock_ops, sockops_fill, to_be, zero_stack, PlanCtx, SockGenError, SockMaps, KEY,
+    PKT, REC, TCPH, VAL,
 };
 use super::ir::Object;
 use crate::address::{Address, FlowData, LayerData};
@@ -275,6 +275,7 @@ fn flow_ctx(event: Event, outbound: bool, protocol: u8) -> PlanCtx {
 
 /// Filter the record for `event`/`outbound`, then write the event byte and report. If it
 /// does not match and `track` is set, report it as [`TRACK_ESTABLISHED`]. Jumps to `done`.
+#[allow(clippy::too_many_arguments)]
 fn emit_report(
     a: &mut Asm,
     obj: &Object,
@@ -289,21 +290,45 @@ fn emit_report(
     let no = a.label();
     emit_filter_in(a, obj, &flow_ctx(event, outbound, protocol), yes, no);
     a.bind(yes);
-    a.emit(Insn::st_mem(code::B, Reg::R10, REC + record::EVENT, event as u8 as i32));
-    a.emit(Insn::st_mem(code::B, Reg::R10, REC + record::OUTBOUND, outbound as i32));
+    a.emit(Insn::st_mem(
+        code::B,
+        Reg::R10,
+        REC + record::EVENT,
+        event as u8 as i32,
+    ));
+    a.emit(Insn::st_mem(
+        code::B,
+        Reg::R10,
+        REC + record::OUTBOUND,
+        outbound as i32,
+    ));
     emit_output(a, &sock_maps(&cfg.maps));
     a.ja(done);
     a.bind(no);
     if track {
-        a.emit(Insn::st_mem(code::B, Reg::R10, REC + record::EVENT, TRACK_ESTABLISHED as i32));
-        a.emit(Insn::st_mem(code::B, Reg::R10, REC + record::OUTBOUND, outbound as i32));
+        a.emit(Insn::st_mem(
+            code::B,
+            Reg::R10,
+            REC + record::EVENT,
+            TRACK_ESTABLISHED as i32,
+        ));
+        a.emit(Insn::st_mem(
+            code::B,
+            Reg::R10,
+            REC + record::OUTBOUND,
+            outbound as i32,
+        ));
         emit_output(a, &sock_maps(&cfg.maps));
     }
     a.ja(done);
 }
 
 /// Generate the program of `hook` for the FLOW filter `obj`.
-pub fn hook_program(obj: &Object, hook: FlowHook, cfg: &FlowConfig) -> Result<Vec<Insn>, SockGenError> {
+pub fn hook_program(
+    obj: &Object,
+    hook: FlowHook,
+    cfg: &FlowConfig,
+) -> Result<Vec<Insn>, SockGenError> {
     if !object_is_valid(obj) {
         return Err(SockGenError::BadObject);
     }
@@ -316,10 +341,9 @@ pub fn hook_program(obj: &Object, hook: FlowHook, cfg: &FlowConfig) -> Result<Ve
         | FlowHook::Sendmsg4
         | FlowHook::Sendmsg6
         | FlowHook::PostBind4
-        | FlowHook::PostBind6 => pid_recorder(
-            cfg,
-            matches!(hook, FlowHook::Sendmsg4 | FlowHook::Sendmsg6),
-        ),
+        | FlowHook::PostBind6 => {
+            pid_recorder(cfg, matches!(hook, FlowHook::Sendmsg4 | FlowHook::Sendmsg6))
+        }
         FlowHook::SockOps => {
             need(m.ports, "ports")?;
             need(m.tcpflows, "tcpflows")?;
@@ -430,7 +454,16 @@ fn sockops(obj: &Object, cfg: &FlowConfig) -> Result<Vec<Insn>, SockGenError> {
             map_update(&mut a, m.tcpflows, KEY, VAL);
         }
         if cfg.established {
-            emit_report(&mut a, obj, cfg, Event::FlowEstablished, outbound, 6, false, pass);
+            emit_report(
+                &mut a,
+                obj,
+                cfg,
+                Event::FlowEstablished,
+                outbound,
+                6,
+                false,
+                pass,
+            );
         }
         a.ja(pass);
     }
@@ -484,7 +517,12 @@ fn release(cfg: &FlowConfig) -> Result<Vec<Insn>, SockGenError> {
     if cfg.udp && cfg.maps.udpflows >= 0 {
         a.emit(Insn::ldx_mem(W, R0, R6, bpf_sock::PROTOCOL));
         a.jmp_imm(JNE, R0, 17, pass);
-        a.emit(Insn::st_mem(B, R10, REC + record::EVENT, UDP_RELEASED as i32));
+        a.emit(Insn::st_mem(
+            B,
+            R10,
+            REC + record::EVENT,
+            UDP_RELEASED as i32,
+        ));
         a.emit(Insn::st_mem(B, R10, REC + record::PROTOCOL, 17));
         emit_output(&mut a, &sock_maps(m));
     }
@@ -618,9 +656,23 @@ fn skb(obj: &Object, cfg: &FlowConfig, egress: bool) -> Result<Vec<Insn>, SockGe
     map_update(&mut a, m.udpflows, KEY, VAL);
     emit_derived(&mut a);
     if cfg.established {
-        emit_report(&mut a, obj, cfg, Event::FlowEstablished, egress, 17, cfg.deleted, pass);
+        emit_report(
+            &mut a,
+            obj,
+            cfg,
+            Event::FlowEstablished,
+            egress,
+            17,
+            cfg.deleted,
+            pass,
+        );
     } else {
-        a.emit(Insn::st_mem(B, R10, REC + record::EVENT, TRACK_ESTABLISHED as i32));
+        a.emit(Insn::st_mem(
+            B,
+            R10,
+            REC + record::EVENT,
+            TRACK_ESTABLISHED as i32,
+        ));
         a.emit(Insn::st_mem(B, R10, REC + record::OUTBOUND, egress as i32));
         emit_output(&mut a, &sock_maps(m));
     }

@@ -531,7 +531,10 @@ pub(crate) fn plan_in(t: &Test, ctx: &PlanCtx) -> Option<Plan> {
             _ => None,
         };
         if let Some(v) = known {
-            return Some(Plan::Known(op_holds(t.op, Value::pos(v).cmp_signed(&t.value))));
+            return Some(Plan::Known(op_holds(
+                t.op,
+                Value::pos(v).cmp_signed(&t.value),
+            )));
         }
     }
     let words = match t.field {
