@@ -7,6 +7,8 @@ mod flowtrack;
 mod network_cmd;
 mod pcapng;
 mod socketdump;
+mod streamdump;
+mod webfilter;
 
 use std::process::ExitCode;
 
@@ -27,6 +29,8 @@ usage:
   lindivert flowtrack [FILTER] [--udp-timeout S] [--lines] [--count N] [--netns NAME]
   lindivert socketdump [FILTER] [--block] [--count N] [--netns NAME]
   lindivert ctl (list|watch|kill PID) [FILTER] [--netns NAME]
+  lindivert webfilter BLACKLIST... [--priority N] [--netns NAME]
+  lindivert streamdump PORT [--proxy-port N] [--alt-port N] [--priority N] [--netns NAME]
 
 layers: network (default), network_forward, flow, socket, reflect
 ";
@@ -43,6 +47,8 @@ fn main() -> ExitCode {
         "netdump" => network_cmd::netdump(rest),
         "netfilter" => network_cmd::netfilter(rest),
         "passthru" => network_cmd::passthru(rest),
+        "webfilter" => webfilter::run(rest),
+        "streamdump" => streamdump::run(rest),
         "flowtrack" => flowtrack::run(rest),
         "socketdump" => socketdump::run(rest),
         "ctl" => ctl::run(rest),

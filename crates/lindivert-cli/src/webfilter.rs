@@ -355,7 +355,9 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
     let mut list = Blacklist::default();
     for f in &a.positional {
         let text = std::fs::read_to_string(f).map_err(|e| {
-            CliError::failed(format!("error: failed to open blacklist file \"{f}\" ({e})"))
+            CliError::failed(format!(
+                "error: failed to open blacklist file \"{f}\" ({e})"
+            ))
         })?;
         for e in list.add_text(&text) {
             println!("ADD {e}");
@@ -455,10 +457,16 @@ mod tests {
             Some(("h.test".into(), "".into()))
         );
         // no Host, a header cut by the segment end, not HTTP
-        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n"), None);
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n"),
+            None
+        );
         assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost: exam"), None);
         assert_eq!(parse_request(b"hello world\r\n"), None);
-        assert_eq!(parse_request(b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n"), None);
+        assert_eq!(
+            parse_request(b"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n"),
+            None
+        );
         // the Host of the headers only, not of the body
         assert_eq!(
             parse_request(b"GET / HTTP/1.1\r\nA: b\r\n\r\nHost: evil\r\n"),
@@ -478,18 +486,27 @@ mod tests {
         let rt = r.tcp().unwrap();
         assert_eq!((r.src_addr(), r.dst_addr()), (c, s));
         assert_eq!((rt.src_port(), rt.dst_port()), (40000, 80));
-        assert_eq!((rt.seq_number(), rt.ack_number(), rt.flags()), (1000, 5000, 0x14));
+        assert_eq!(
+            (rt.seq_number(), rt.ack_number(), rt.flags()),
+            (1000, 5000, 0x14)
+        );
         let g = parse(&page).unwrap();
         let gt = g.tcp().unwrap();
         assert_eq!((g.src_addr(), g.dst_addr()), (s, c));
         assert_eq!((gt.src_port(), gt.dst_port()), (80, 40000));
         let next = 1000 + req.len() as u32;
-        assert_eq!((gt.seq_number(), gt.ack_number(), gt.flags()), (5000, next, 0x18));
+        assert_eq!(
+            (gt.seq_number(), gt.ack_number(), gt.flags()),
+            (5000, next, 0x18)
+        );
         assert_eq!(g.payload(), block_page().as_bytes());
         let f = parse(&fin).unwrap();
         let ft = f.tcp().unwrap();
         let end = 5000 + block_page().len() as u32;
-        assert_eq!((ft.seq_number(), ft.ack_number(), ft.flags()), (end, next, 0x11));
+        assert_eq!(
+            (ft.seq_number(), ft.ack_number(), ft.flags()),
+            (end, next, 0x11)
+        );
         for x in [&reset, &page, &fin] {
             let st = lindivert::core::packet::verify_checksums(x).unwrap();
             assert!(st.all_valid());

@@ -63,12 +63,12 @@
 use crate::error::Error;
 use crate::filter::PacketFilter;
 use crate::nfqueue::{self, Queue, QueueConfig, QueueMsg, QueuedPacket, Verdicts};
-use crate::sys::poll::wait_any_readable;
 use crate::nftables::{self, Action, ChainSpec, Hook, Match, OwnerTable};
 use crate::pkt;
 use crate::sys::attr::messages;
 use crate::sys::bpf::{prog_load, ProgType, LICENSE};
 use crate::sys::netns::NetNs;
+use crate::sys::poll::wait_any_readable;
 use crate::sys::poll::{Epoll, EventFlag};
 use crate::sys::raw::RawIpSocket;
 use crate::sys::time::monotonic_ns;
@@ -270,7 +270,9 @@ struct QState {
 impl QState {
     fn new() -> QState {
         QState {
-            bufs: (0..SLOTS).map(|_| vec![0u8; nfqueue::RECV_BUF_LEN]).collect(),
+            bufs: (0..SLOTS)
+                .map(|_| vec![0u8; nfqueue::RECV_BUF_LEN])
+                .collect(),
             refs: vec![0; SLOTS],
             lens: vec![0; SLOTS],
             entries: VecDeque::with_capacity(1024),
@@ -514,10 +516,12 @@ fn bind_queues(
         }
         // the sockets close (and unbind) as `qs` drops
     }
-    Err(Error::from_netlink(last.unwrap_or(crate::sys::nfnl::NlError {
-        errno: libc::EBUSY,
-        what: "binding an nfqueue number".into(),
-    })))
+    Err(Error::from_netlink(last.unwrap_or(
+        crate::sys::nfnl::NlError {
+            errno: libc::EBUSY,
+            what: "binding an nfqueue number".into(),
+        },
+    )))
 }
 
 fn has_capability(bit: u32) -> Option<bool> {
@@ -594,6 +598,14 @@ impl Handle {
         let layer = o.layer;
         let filter2 = filter.clone();
         let use_ebpf = o.ebpf;
+        // REFLECT: the handle's registry entry lives in its own owner table, so it vanishes
+        // with the handle (close, exit, kill -9).
+        let reg_info = crate::registry::HandleInfo::now(
+            o.layer,
+            o.priority,
+            o.flags,
+            lindivert_core::filter::object::encode(filter.exact().object()),
+        );
         let build = move || -> Result<_, Error> {
             let queues = bind_queues(candidates, nq, &qcfg)?;
             let first = queues[0].num();
@@ -661,12 +673,16 @@ impl Handle {
                     .collect()
             };
             let with_bpf = programs.iter().any(Option::is_some);
-            let table = match OwnerTable::create(&table_name, &chains(with_bpf)) {
+            let register = |b: &mut crate::sys::nfnl::Batch, t: &str| {
+                crate::registry::add_to_batch(b, nftables::NFPROTO_INET, t, &reg_info)
+            };
+            let table = match OwnerTable::create_with(&table_name, &chains(with_bpf), &register) {
                 Ok(t) => (t, with_bpf),
                 // the compat bpf match may be missing (CONFIG_NETFILTER_XT_MATCH_BPF): fall
                 // back to the native matches; user space checks every packet exactly
                 Err(_) if with_bpf => (
-                    OwnerTable::create(&table_name, &chains(false)).map_err(Error::from_netlink)?,
+                    OwnerTable::create_with(&table_name, &chains(false), &register)
+                        .map_err(Error::from_netlink)?,
                     false,
                 ),
                 Err(e) => return Err(Error::from_netlink(e)),
@@ -1578,8 +1594,7 @@ impl Inner {
                         st.verdicts.accept(qn, id);
                     } else {
                         let v = fixed();
-                        st.verdicts
-                            .add(qn, id, nfqueue::NF_ACCEPT, None, Some(&v));
+                        st.verdicts.add(qn, id, nfqueue::NF_ACCEPT, None, Some(&v));
                     }
                     st.finish(f.idx);
                     self.sent.fetch_add(1, Ordering::Relaxed);

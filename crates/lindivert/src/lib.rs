@@ -6,8 +6,8 @@
 pub use lindivert_core as core;
 
 pub mod error;
-pub mod flow;
 pub mod filter;
+pub mod flow;
 pub mod handle;
 pub mod nfqueue;
 pub mod nftables;

@@ -37,7 +37,9 @@ fn start_ready(ns: &Netns, cmd: &[&str], envs: &[(&str, String)]) -> Child {
         .expect("spawn example");
     let out = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(out).read_line(&mut line).expect("read ready");
+    BufReader::new(out)
+        .read_line(&mut line)
+        .expect("read ready");
     assert_eq!(line.trim(), "ready", "example did not start: {line:?}");
     child
 }
@@ -92,7 +94,8 @@ fn python_example_uppercases_udp_payload() {
     };
     let lib = profile_dir().join("liblindivert.so");
     assert!(lib.exists(), "{} not built", lib.display());
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/python/uppercase.py");
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/python/uppercase.py");
     let ns = Netns::new("readme_py");
     let child = start_ready(
         &ns,

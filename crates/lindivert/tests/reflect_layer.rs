@@ -268,3 +268,33 @@ fn registry_holds_large_objects() {
     assert_eq!(c.event, Event::ReflectClose);
     assert!(registry::list(Some(&netns)).unwrap().is_empty());
 }
+
+#[test]
+fn network_handles_are_reported_with_their_filter() {
+    if std::env::var("LDT_REFLECT_HELPER").is_ok() {
+        return;
+    }
+    require_root();
+    let ns = Netns::new("refl_net");
+    let r = reflect(&ns, "event == OPEN or event == CLOSE");
+    let filter = "outbound and tcp.DstPort == 8443";
+    let h = lindivert::OpenOptions::new(filter)
+        .priority(1234)
+        .flags(Flags::SNIFF)
+        .netns_path(ns.path())
+        .open()
+        .unwrap();
+    let (obj, a) = next(&r, Duration::from_secs(2));
+    assert_eq!(a.event, Event::ReflectOpen);
+    let d = *a.reflect_data().unwrap();
+    assert_eq!(d.layer, Layer::Network);
+    assert_eq!(d.priority, 1234);
+    assert_eq!(d.flags, Flags::SNIFF);
+    assert_eq!(d.process_id, std::process::id());
+    assert_eq!(obj, expected_object(filter, Layer::Network));
+    h.close().unwrap();
+    let (obj2, c) = next(&r, Duration::from_secs(2));
+    assert_eq!(c.event, Event::ReflectClose);
+    assert_eq!(c.reflect_data().unwrap().priority, 1234);
+    assert_eq!(obj2, obj);
+}
