@@ -25,9 +25,10 @@
 //!   `L:P → L:e`, are caught as *outbound loopback* packets, not inbound as on a remote
 //!   server; both get source port A. Outbound non-loopback packets from port P (a local
 //!   server answering remote clients) are left alone.
-//! - The brief of the Linux port suggested marking the proxy's upstream socket instead of
-//!   the port-A detour; the standard library cannot set `SO_MARK` before `connect`, so the
-//!   sample's detour stays (it needs no socket options at all).
+//! - The proxy keeps the sample's port-A detour for its upstream connection. Marking that
+//!   socket with the handle's injection mark (`SO_MARK`, which the handle's chains skip)
+//!   would let it connect to P directly, but the mark must be set before `connect`, which
+//!   the standard library cannot do, and this crate has no unsafe code.
 //! - The library gives a rewritten packet a new identity (other addresses/ports), so its
 //!   original stays in the kernel queue until QUEUE_TIME and is then dropped (WinDivert
 //!   drops a received packet that is not sent back at once). QUEUE_TIME is set to 250 ms to

@@ -9,9 +9,8 @@
 //! 1. a RST+ACK to the server, with the client's sequence numbers (on Linux this send takes
 //!    the place of the queued request: same flow, so the request segment leaves as the RST);
 //! 2. the block page to the client, as if from the server (`seq` = the client's `ack`,
-//!    `ack` = the client's `seq` + payload length, PSH+ACK), injected inbound;
-//! 3. a FIN+ACK to the client right after the page, so the client sees the end of the
-//!    response.
+//!    `ack` = the client's `seq` + payload length), injected inbound, with FIN set: the
+//!    client sees the end of the response right after it.
 //!
 //! Output (as the sample's, without colours): `ADD <domain>/<uri>` for every blacklist
 //! entry, `OPENED WinDivert` once the handle is open, and `URL <host>/<uri>: BLOCKED!` or
@@ -28,7 +27,12 @@
 //!   `Host` right after the request line); the request must still start a segment;
 //! - blacklist files are read line by line, with `#` comments; each line may hold several
 //!   whitespace-separated entries as in the sample's format. No `GROW` lines (no fixed array);
-//! - the block page answers `403 Forbidden` with a `Content-Length` (the sample sent `200 OK`).
+//! - the block page answers `403 Forbidden` with a `Content-Length` (the sample sent `200 OK`);
+//! - the page segment carries the FIN (PSH+ACK+FIN) instead of a separate FIN+ACK after it.
+//!   On Linux an injected packet with a local destination is processed synchronously
+//!   (through `lo`): the client ACKs the page at once, the already reset server answers that
+//!   ACK with a RST over the veth/loopback path, and that RST reached the client before a
+//!   separate FIN could, so the client saw "connection reset" instead of the end of the page.
 
 use crate::args::{Args, CliError};
 use lindivert::core::packet::{calc_checksums, parse, ChecksumFlags, ParsedPacket};
@@ -250,16 +254,6 @@ impl Blacklist {
         added
     }
 
-    /// The number of entries.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Whether `host` (already normalised: lower case, no trailing dot, no port) with the
     /// path `uri` (without its leading `/`) is blacklisted.
     pub fn matches(&self, host: &str, uri: &str) -> bool {
@@ -320,9 +314,9 @@ pub fn parse_request(payload: &[u8]) -> Option<(String, String)> {
     Some((host, uri.to_string()))
 }
 
-/// The three packets that hijack a blocked request `p`: the RST to the server, the block
-/// page and the FIN to the client.
-pub fn hijack(p: &ParsedPacket<'_>) -> Option<[Vec<u8>; 3]> {
+/// The packets that hijack a blocked request `p`: the RST to the server, and the block page
+/// with FIN to the client.
+pub fn hijack(p: &ParsedPacket<'_>) -> Option<[Vec<u8>; 2]> {
     let t = p.tcp()?;
     let client = (p.src_addr(), t.src_port());
     let server = (p.dst_addr(), t.dst_port());
@@ -331,17 +325,16 @@ pub fn hijack(p: &ParsedPacket<'_>) -> Option<[Vec<u8>; 3]> {
     let page = block_page();
     let reset = tcp_segment(client, server, seq, ack, RST | ACK, 0, &[]);
     let next = seq.wrapping_add(p.payload_len as u32);
-    let body = tcp_segment(server, client, ack, next, PSH | ACK, 8192, page.as_bytes());
-    let fin = tcp_segment(
+    let body = tcp_segment(
         server,
         client,
-        ack.wrapping_add(page.len() as u32),
+        ack,
         next,
-        FIN | ACK,
+        PSH | ACK | FIN,
         8192,
-        &[],
+        page.as_bytes(),
     );
-    Some([reset, body, fin])
+    Some([reset, body])
 }
 
 /// `webfilter BLACKLIST... [--priority N] [--netns NAME]`
@@ -394,7 +387,7 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
                 None
             }
         });
-        let Some([reset, page, fin]) = verdict else {
+        let Some([reset, page]) = verdict else {
             if let Err(e) = h.send(pkt, &addr) {
                 eprintln!("warning: failed to reinject packet ({e})");
             }
@@ -405,9 +398,6 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
         }
         if let Err(e) = h.send(&page, &send_addr(&addr, false)) {
             eprintln!("warning: failed to send block page packet ({e})");
-        }
-        if let Err(e) = h.send(&fin, &send_addr(&addr, false)) {
-            eprintln!("warning: failed to send finish packet ({e})");
         }
     }
     h.close()
@@ -435,7 +425,7 @@ mod tests {
                 "mirror.test/path"
             ]
         );
-        assert_eq!(b.len(), 4);
+        assert_eq!(b.entries.len(), 4);
         assert!(b.matches("example.com", ""));
         assert!(b.matches("www.example.com", "index.html"));
         assert!(!b.matches("badexample.com", ""));
@@ -481,7 +471,7 @@ mod tests {
         let s: IpAddr = "10.0.0.2".parse().unwrap();
         let pkt = tcp_segment((c, 40000), (s, 80), 1000, 5000, PSH | ACK, 500, req);
         let p = parse(&pkt).unwrap();
-        let [reset, page, fin] = hijack(&p).unwrap();
+        let [reset, page] = hijack(&p).unwrap();
         let r = parse(&reset).unwrap();
         let rt = r.tcp().unwrap();
         assert_eq!((r.src_addr(), r.dst_addr()), (c, s));
@@ -497,17 +487,10 @@ mod tests {
         let next = 1000 + req.len() as u32;
         assert_eq!(
             (gt.seq_number(), gt.ack_number(), gt.flags()),
-            (5000, next, 0x18)
+            (5000, next, 0x19)
         );
         assert_eq!(g.payload(), block_page().as_bytes());
-        let f = parse(&fin).unwrap();
-        let ft = f.tcp().unwrap();
-        let end = 5000 + block_page().len() as u32;
-        assert_eq!(
-            (ft.seq_number(), ft.ack_number(), ft.flags()),
-            (end, next, 0x11)
-        );
-        for x in [&reset, &page, &fin] {
+        for x in [&reset, &page] {
             let st = lindivert::core::packet::verify_checksums(x).unwrap();
             assert!(st.all_valid());
         }
@@ -515,7 +498,7 @@ mod tests {
         let c6: IpAddr = "fd00::1".parse().unwrap();
         let s6: IpAddr = "fd00::2".parse().unwrap();
         let pkt = tcp_segment((c6, 40000), (s6, 80), 7, 9, PSH | ACK, 500, req);
-        let [_, page, _] = hijack(&parse(&pkt).unwrap()).unwrap();
+        let [_, page] = hijack(&parse(&pkt).unwrap()).unwrap();
         let g = parse(&page).unwrap();
         assert_eq!((g.version, g.src_addr(), g.dst_addr()), (6, s6, c6));
         assert!(lindivert::core::packet::verify_checksums(&page)

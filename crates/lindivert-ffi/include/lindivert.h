@@ -53,9 +53,18 @@
  * ------
  * NETWORK, NETWORK_FORWARD: nftables + nfnetlink_queue (root or CAP_NET_ADMIN+CAP_NET_RAW).
  * SOCKET: cgroup-v2 eBPF programs (CAP_BPF+CAP_NET_ADMIN; cgroup2 must be mounted).
- * REFLECT: handle events from the lindivert registry (no WinDivertGetFd descriptor yet).
- * FLOW: not available in this build: WinDivertOpen fails with ERROR_INVALID_PARAMETER and
- * errno EOPNOTSUPP.
+ * FLOW: ESTABLISHED/DELETED of TCP connections and UDP flows from cgroup-v2 eBPF programs
+ *   (CAP_BPF+CAP_NET_ADMIN; cgroup2 must be mounted). UDP flows are DELETED after 60 s
+ *   without a packet or when their socket closes; flows of sockets that existed before the
+ *   handle was opened may have ProcessId 0 (see docs/DIFFERENCES.md).
+ * REFLECT: OPEN/CLOSE of the lindivert handles of the network namespace (from the registry
+ *   in their nftables owner tables); the CLOSE of a killed process's handle comes within
+ *   ~200 ms.
+ * FLOW and REFLECT need WINDIVERT_FLAG_SNIFF|WINDIVERT_FLAG_RECV_ONLY, SOCKET needs
+ * RECV_ONLY. Their events carry no data, except REFLECT's: the reported handle's filter
+ * object ("@WinDiv_...", NUL-terminated). WinDivertGetFd works at every layer.
+ * SOCKET and FLOW need cgroup2 visible: under `ip netns exec` (which remounts /sys) they
+ * fail with ERROR_NOT_SUPPORTED; use `unshare --net` or open in a namespace by path.
  * Timestamps are CLOCK_MONOTONIC nanoseconds.
  *
  * Also exported (not declared here): the libebpfdivert ABI (ebpfdivert_*) pydivert's Linux
@@ -285,7 +294,7 @@ typedef enum {
  * message and position. */
 HANDLE WinDivertOpen(const char *filter, WINDIVERT_LAYER layer, INT16 priority, UINT64 flags);
 
-/* Wait for one packet (NETWORK*) or event (SOCKET: no data, pass NULL, 0). pRecvLen and
+/* Wait for one packet (NETWORK*) or event (SOCKET, FLOW: no data, pass NULL, 0). pRecvLen and
  * pAddr may be NULL. A packet longer than packetLen is truncated, consumed, and the call
  * fails with ERROR_INSUFFICIENT_BUFFER (*pRecvLen and *pAddr are still set). */
 BOOL WinDivertRecv(HANDLE handle, VOID *pPacket, UINT packetLen, UINT *pRecvLen,

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lindivert::flow::FlowHandle;
 use lindivert::reflect::ReflectHandle;
 use lindivert::socket::SocketHandle;
 use lindivert::{Error, Handle, OpenOptions};
@@ -29,6 +30,7 @@ enum Obj {
     Network(Handle),
     Socket(Box<SocketHandle>),
     Reflect(Box<ReflectHandle>),
+    Flow(Box<FlowHandle>),
 }
 
 /// A live handle.
@@ -109,13 +111,7 @@ pub fn open(a: &OpenArgs<'_>) -> R<usize> {
         _ if !a.ifnames.is_empty() => return Err(Fail::param()),
         Layer::Socket => Obj::Socket(Box::new(SocketHandle::open(a.filter, priority, flags)?)),
         Layer::Reflect => Obj::Reflect(Box::new(ReflectHandle::open(a.filter, priority, flags)?)),
-        // FLOW handles are not in the lindivert crate yet.
-        Layer::Flow => {
-            return Err(Fail {
-                code: ERROR_INVALID_PARAMETER,
-                errno: libc::EOPNOTSUPP,
-            })
-        }
+        Layer::Flow => Obj::Flow(Box::new(FlowHandle::open(a.filter, priority, flags)?)),
     };
     Ok(insert(Entry {
         layer,
@@ -159,6 +155,7 @@ pub fn close(h: usize) -> R<()> {
                     Obj::Network(n) => n.close().map_err(Fail::from),
                     Obj::Socket(s) => s.close().map_err(Fail::from),
                     Obj::Reflect(r) => r.close().map_err(Fail::from),
+                    Obj::Flow(f) => f.close().map_err(Fail::from),
                 }
             }
             Err(shared) => {
@@ -205,22 +202,8 @@ impl Entry {
         }
         match &self.obj {
             Obj::Network(h) => recv_network(h, buf, max, timeout).map_err(|e| self.map_err(e)),
-            Obj::Socket(s) => {
-                let mut addrs = vec![RawAddress::from(
-                    s.recv_timeout(timeout).map_err(|e| self.map_err(e))?,
-                )];
-                while addrs.len() < max {
-                    match s.recv_timeout(Some(Duration::ZERO)) {
-                        Ok(a) => addrs.push(RawAddress::from(a)),
-                        Err(_) => break,
-                    }
-                }
-                Ok(Received {
-                    len: 0,
-                    addrs,
-                    truncated: false,
-                })
-            }
+            Obj::Socket(s) => self.recv_events(max, timeout, |t| s.recv_timeout(t)),
+            Obj::Flow(f) => self.recv_events(max, timeout, |t| f.recv_timeout(t)),
             Obj::Reflect(r) => {
                 // The data is the reported handle's filter object (with its NUL).
                 let (data, a) = r.recv_timeout(timeout).map_err(|e| self.map_err(e))?;
@@ -255,6 +238,29 @@ impl Entry {
         }
     }
 
+    /// A receive at a layer whose events carry no data (SOCKET, FLOW).
+    fn recv_events(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+        recv: impl Fn(Option<Duration>) -> Result<Address, Error>,
+    ) -> R<Received> {
+        let mut addrs = vec![RawAddress::from(
+            recv(timeout).map_err(|e| self.map_err(e))?,
+        )];
+        while addrs.len() < max {
+            match recv(Some(Duration::ZERO)) {
+                Ok(a) => addrs.push(RawAddress::from(a)),
+                Err(_) => break,
+            }
+        }
+        Ok(Received {
+            len: 0,
+            addrs,
+            truncated: false,
+        })
+    }
+
     /// `WinDivertSend`/`SendEx`: `packets` back to back, one address each.
     pub fn send(&self, packets: &[u8], addrs: &[RawAddress]) -> R<usize> {
         if addrs.is_empty() || addrs.len() > BATCH_MAX {
@@ -280,6 +286,7 @@ impl Entry {
             Obj::Network(h) => h.shutdown(how),
             Obj::Socket(s) => s.shutdown(how),
             Obj::Reflect(r) => r.shutdown(how),
+            Obj::Flow(f) => f.shutdown(how),
         }
     }
 
@@ -317,11 +324,8 @@ impl Entry {
         match &self.obj {
             Obj::Network(h) => Ok(h.as_raw_fd()),
             Obj::Socket(s) => Ok(s.ringbuf_map().as_fd().as_raw_fd()),
-            // ReflectHandle exposes no descriptor (yet).
-            Obj::Reflect(_) => Err(Fail {
-                code: crate::error::ERROR_NOT_SUPPORTED,
-                errno: libc::EOPNOTSUPP,
-            }),
+            Obj::Reflect(r) => Ok(r.as_raw_fd()),
+            Obj::Flow(f) => Ok(f.as_raw_fd()),
         }
     }
 
@@ -342,7 +346,7 @@ impl Entry {
                     0,
                 ]
             }
-            Obj::Socket(_) | Obj::Reflect(_) => [0; 7],
+            Obj::Socket(_) | Obj::Reflect(_) | Obj::Flow(_) => [0; 7],
         }
     }
 }

@@ -25,7 +25,7 @@
 //! open; IPv6 UDP packets with extension headers before the UDP header are not seen.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -43,7 +43,7 @@ use crate::registry::{HandleInfo, Registration};
 use crate::sys::bpf::{self, BpfError, LoadOptions, Map, MapType, ProgType};
 use crate::sys::cgroup::{self, Cgroup};
 use crate::sys::netns::NetNs;
-use crate::sys::poll::Epoll;
+use crate::sys::poll::{Epoll, EventFlag, Timer};
 use crate::sys::ringbuf::RingBuf;
 
 /// The default UDP inactivity timeout (WFP's idle timeout for UDP flows is 60 s).
@@ -119,6 +119,10 @@ struct RecvState {
     pending: VecDeque<Address>,
     udp: HashMap<[u8; UDP_KEY_SIZE as usize], UdpFlow>,
     next_scan: Instant,
+    /// Whether `ready` is set (mirrors "events are queued, or the handle is shut down").
+    flagged: bool,
+    /// The deadline `timer` is armed for (the next UDP scan), if any.
+    armed: Option<Instant>,
 }
 
 /// A FLOW-layer handle (WinDivert `WINDIVERT_LAYER_FLOW`).
@@ -131,7 +135,10 @@ pub struct FlowHandle {
     udp_timeout: Duration,
     attached: Mutex<Vec<Attached>>,
     recv: Mutex<RecvState>,
+    /// The pollable descriptor: the ring buffer, `ready` and `timer`.
     epoll: Epoll,
+    ready: EventFlag,
+    timer: Timer,
     recv_shut: AtomicBool,
     udpflows: Map,
     _maps: Vec<Map>,
@@ -301,6 +308,10 @@ impl FlowHandle {
         }
         let epoll = Epoll::new()?;
         epoll.add(ringbuf.as_fd(), 0)?;
+        let ready = EventFlag::new()?;
+        epoll.add(ready.as_fd(), 1)?;
+        let timer = Timer::new()?;
+        epoll.add(timer.as_fd(), 2)?;
         let registration = Registration::create(
             ns.as_ref(),
             &HandleInfo::now(
@@ -323,8 +334,12 @@ impl FlowHandle {
                 pending: VecDeque::new(),
                 udp: HashMap::new(),
                 next_scan: Instant::now(),
+                flagged: false,
+                armed: None,
             }),
             epoll,
+            ready,
+            timer,
             recv_shut: AtomicBool::new(false),
             udpflows,
             _maps: vec![socks, ports, tcpflows],
@@ -411,6 +426,44 @@ impl FlowHandle {
         st.next_scan = Instant::now() + (self.udp_timeout / 4).min(Duration::from_millis(250));
     }
 
+    /// One non-blocking attempt: a queued event, or new records and expired UDP flows.
+    fn try_recv(&self, st: &mut RecvState) -> Option<Result<Address, Error>> {
+        if let Some(a) = st.pending.pop_front() {
+            return Some(Ok(a));
+        }
+        let shut = self.recv_shut.load(Ordering::Acquire);
+        self.take_records(st);
+        if !shut && !st.udp.is_empty() && Instant::now() >= st.next_scan {
+            self.scan_udp(st);
+        }
+        if let Some(a) = st.pending.pop_front() {
+            return Some(Ok(a));
+        }
+        shut.then_some(Err(Error::NoData))
+    }
+
+    /// Make the pollable descriptor tell the truth: `ready` is set while events are queued
+    /// (or after `shutdown(Recv)`), `timer` expires at the next UDP inactivity scan.
+    fn sync_fd(&self, st: &mut RecvState) {
+        let shut = self.recv_shut.load(Ordering::Acquire);
+        let want = shut || !st.pending.is_empty();
+        if want != st.flagged {
+            if want {
+                self.ready.set();
+            } else {
+                self.ready.clear();
+            }
+            st.flagged = want;
+        }
+        let deadline = (!shut && !st.udp.is_empty()).then_some(st.next_scan);
+        if deadline != st.armed {
+            let after = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if self.timer.arm(after).is_ok() {
+                st.armed = deadline;
+            }
+        }
+    }
+
     /// Receive the next event, waiting as long as needed.
     pub fn recv(&self) -> Result<Address, Error> {
         self.recv_timeout(None)
@@ -423,19 +476,10 @@ impl FlowHandle {
         loop {
             {
                 let mut st = self.recv.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(a) = st.pending.pop_front() {
-                    return Ok(a);
-                }
-                let shut = self.recv_shut.load(Ordering::Acquire);
-                self.take_records(&mut st);
-                if !shut && !st.udp.is_empty() && Instant::now() >= st.next_scan {
-                    self.scan_udp(&mut st);
-                }
-                if let Some(a) = st.pending.pop_front() {
-                    return Ok(a);
-                }
-                if shut {
-                    return Err(Error::NoData);
+                let got = self.try_recv(&mut st);
+                self.sync_fd(&mut st);
+                if let Some(r) = got {
+                    return r;
                 }
             }
             let now = Instant::now();
@@ -459,6 +503,8 @@ impl FlowHandle {
                 .unwrap_or_else(|p| p.into_inner())
                 .clear();
             self.recv_shut.store(true, Ordering::Release);
+            let mut st = self.recv.lock().unwrap_or_else(|p| p.into_inner());
+            self.sync_fd(&mut st);
         }
         Ok(())
     }
@@ -502,5 +548,21 @@ impl FlowHandle {
             .iter()
             .map(|a| a.hook)
             .collect()
+    }
+}
+
+/// A descriptor that polls readable (level-triggered) when a receive may find an event: an
+/// epoll set of the ring buffer, a flag for events already read from it and queued, and a
+/// timer for the UDP inactivity scan. Owned by the handle (`WinDivertGetFd`).
+impl AsRawFd for FlowHandle {
+    fn as_raw_fd(&self) -> RawFd {
+        self.epoll.as_raw_fd()
+    }
+}
+
+/// The descriptor of [`AsRawFd`] (borrowed).
+impl AsFd for FlowHandle {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.as_fd()
     }
 }

@@ -317,11 +317,7 @@ impl QState {
     fn release(&mut self, i: usize) {
         match std::mem::replace(&mut self.entries[i].data, Data::Gone) {
             Data::Slot { slot, .. } => self.refs[slot as usize] -= 1,
-            Data::Owned(v) => {
-                if self.pool.len() < 1024 {
-                    self.pool.push(v);
-                }
-            }
+            Data::Owned(v) if self.pool.len() < 1024 => self.pool.push(v),
             _ => {}
         }
     }

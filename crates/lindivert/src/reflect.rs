@@ -13,6 +13,7 @@
 //! Events are filtered in user space with the handle's filter (REFLECT events are rare).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -28,6 +29,7 @@ use crate::sys::attr::{be64, cstr, messages};
 use crate::sys::netlink::{setsockopt_int, NetlinkSocket, NETLINK_NETFILTER};
 use crate::sys::netns::NetNs;
 use crate::sys::nfnl::{NlError, SUBSYS_NFTABLES};
+use crate::sys::poll::{Epoll, EventFlag, Timer};
 
 /// How often a waiting REFLECT handle re-lists the tables to notice owner tables the
 /// kernel removed silently.
@@ -100,6 +102,10 @@ struct State {
     queue: VecDeque<(Vec<u8>, Address)>,
     next_resync: Instant,
     buf: Vec<u8>,
+    /// Whether `ready` is set (mirrors "events are queued").
+    flagged: bool,
+    /// The deadline `timer` is armed for (the next re-list), if any.
+    armed: Option<Instant>,
 }
 
 /// A REFLECT-layer handle (WinDivert `WINDIVERT_LAYER_REFLECT`).
@@ -109,6 +115,10 @@ pub struct ReflectHandle {
     priority: i16,
     state: Mutex<State>,
     recv_shut: AtomicBool,
+    /// The pollable descriptor: the notification socket, `ready` and `timer`.
+    epoll: Epoll,
+    ready: EventFlag,
+    timer: Timer,
 }
 
 impl std::fmt::Debug for ReflectHandle {
@@ -194,6 +204,12 @@ impl ReflectHandle {
             dump.set_rcvbuf(4 << 20)?;
             Ok::<_, std::io::Error>((notify, dump))
         })??;
+        let epoll = Epoll::new()?;
+        epoll.add(notify.as_fd(), 0)?;
+        let ready = EventFlag::new()?;
+        epoll.add(ready.as_fd(), 1)?;
+        let timer = Timer::new()?;
+        epoll.add(timer.as_fd(), 2)?;
         let h = ReflectHandle {
             filter,
             flags: o.flags,
@@ -209,12 +225,18 @@ impl ReflectHandle {
                 queue: VecDeque::new(),
                 next_resync: Instant::now() + RESYNC_INTERVAL,
                 buf: vec![0u8; 256 * 1024],
+                flagged: false,
+                armed: None,
             }),
             recv_shut: AtomicBool::new(false),
+            epoll,
+            ready,
+            timer,
         };
         {
             let mut st = h.state.lock().unwrap_or_else(|p| p.into_inner());
             h.full_resync(&mut st)?;
+            h.sync_fd(&mut st);
         }
         Ok(h)
     }
@@ -409,6 +431,38 @@ impl ReflectHandle {
     pub fn recv_timeout(&self, timeout: Option<Duration>) -> Result<(Vec<u8>, Address), Error> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let r = self.recv_locked(&mut st, deadline);
+        self.sync_fd(&mut st);
+        r
+    }
+
+    /// Make the pollable descriptor tell the truth: `ready` is set while events are queued
+    /// (and after `shutdown(Recv)`), `timer` expires at the next re-list.
+    fn sync_fd(&self, st: &mut State) {
+        let shut = self.recv_shut.load(Ordering::Acquire);
+        let want = shut || !st.queue.is_empty();
+        if want != st.flagged {
+            if want {
+                self.ready.set();
+            } else {
+                self.ready.clear();
+            }
+            st.flagged = want;
+        }
+        let deadline = (!shut).then_some(st.next_resync);
+        if deadline != st.armed {
+            let after = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if self.timer.arm(after).is_ok() {
+                st.armed = deadline;
+            }
+        }
+    }
+
+    fn recv_locked(
+        &self,
+        st: &mut State,
+        deadline: Option<Instant>,
+    ) -> Result<(Vec<u8>, Address), Error> {
         loop {
             if let Some(ev) = st.queue.pop_front() {
                 return Ok(ev);
@@ -416,9 +470,9 @@ impl ReflectHandle {
             if self.recv_shut.load(Ordering::Acquire) {
                 return Err(Error::NoData);
             }
-            self.drain_notifications(&mut st)?;
+            self.drain_notifications(st)?;
             if st.queue.is_empty() && Instant::now() >= st.next_resync {
-                self.quick_resync(&mut st)?;
+                self.quick_resync(st)?;
             }
             if !st.queue.is_empty() {
                 continue;
@@ -442,6 +496,9 @@ impl ReflectHandle {
     pub fn shutdown(&self, how: Shutdown) -> Result<(), Error> {
         if matches!(how, Shutdown::Recv | Shutdown::Both) {
             self.recv_shut.store(true, Ordering::Release);
+            // Not through `sync_fd`: a blocked receive holds the state. Once shut down the
+            // flag stays set, so `sync_fd` never clears it.
+            self.ready.set();
         }
         Ok(())
     }
@@ -464,5 +521,21 @@ impl ReflectHandle {
     /// The priority.
     pub fn priority(&self) -> i16 {
         self.priority
+    }
+}
+
+/// A descriptor that polls readable (level-triggered) when a receive may find an event: an
+/// epoll set of the notification socket, a flag for queued events and a timer for the next
+/// re-list ([`RESYNC_INTERVAL`]). Owned by the handle (`WinDivertGetFd`).
+impl AsRawFd for ReflectHandle {
+    fn as_raw_fd(&self) -> RawFd {
+        self.epoll.as_raw_fd()
+    }
+}
+
+/// The descriptor of [`AsRawFd`] (borrowed).
+impl AsFd for ReflectHandle {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.as_fd()
     }
 }

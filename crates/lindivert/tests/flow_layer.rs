@@ -285,3 +285,77 @@ fn filter_and_namespace_isolation() {
     find(&evs, Event::FlowDeleted, true, 6, cport, 7105);
     assert_eq!(evs.len(), 2, "{evs:#?}");
 }
+
+fn readable(h: &FlowHandle, within: Duration) -> bool {
+    lindivert::sys::poll::wait_readable(std::os::fd::AsFd::as_fd(h), Some(within)).unwrap()
+}
+
+/// Receive without waiting: what a poller does once the descriptor is readable.
+fn try_recv(h: &FlowHandle) -> Option<Address> {
+    match h.recv_timeout(Some(Duration::ZERO)) {
+        Ok(a) => Some(a),
+        Err(Error::Timeout) => None,
+        Err(e) => panic!("recv: {e}"),
+    }
+}
+
+#[test]
+fn descriptor_polls_queued_events() {
+    require_root();
+    let ns = Netns::new("flowfd1");
+    let h = open(&ns, "tcp", Duration::from_secs(1));
+    assert!(!readable(&h, Duration::from_millis(100)));
+    let mut server = Py::start(&ns, TCP_SERVER, &["127.0.0.1", "7106"]);
+    assert_eq!(server.line(), "READY");
+    let mut client = Py::start(&ns, TCP_CLIENT, &["127.0.0.1", "7106"]);
+    client.line();
+    client.wait();
+    server.wait();
+    std::thread::sleep(Duration::from_millis(100));
+    // Four records wait in the ring buffer; the first receive takes them all.
+    assert!(readable(&h, Duration::from_secs(2)));
+    let mut evs = vec![try_recv(&h).unwrap()];
+    while evs.len() < 4 {
+        assert!(
+            readable(&h, Duration::ZERO),
+            "queued events must keep the descriptor readable ({} read)",
+            evs.len()
+        );
+        evs.push(try_recv(&h).expect("readable, so an event"));
+    }
+    assert!(try_recv(&h).is_none());
+    assert!(!readable(&h, Duration::from_millis(200)), "{evs:#?}");
+    // After shutdown(Recv) it is readable: the receive fails at once.
+    h.shutdown(lindivert::core::Shutdown::Recv).unwrap();
+    assert!(readable(&h, Duration::ZERO));
+    assert!(matches!(
+        h.recv_timeout(Some(Duration::ZERO)),
+        Err(Error::NoData)
+    ));
+}
+
+#[test]
+fn descriptor_polls_udp_expiry() {
+    require_root();
+    let ns = Netns::new("flowfd2");
+    let h = open(&ns, "udp", Duration::from_millis(400));
+    let mut server = Py::start(&ns, UDP_SERVER, &["127.0.0.1", "7107", "3"]);
+    assert_eq!(server.line(), "READY");
+    let mut client = Py::start(&ns, UDP_CLIENT, &["127.0.0.1", "7107", "3"]);
+    client.line();
+    // Poll, then receive without waiting: the DELETED events of the expired flows come
+    // although no packet arrives (the descriptor includes the expiry timer).
+    let t0 = Instant::now();
+    let mut evs = Vec::new();
+    while evs.len() < 4 && t0.elapsed() < Duration::from_secs(3) {
+        if readable(&h, Duration::from_millis(100)) {
+            evs.extend(try_recv(&h));
+        }
+    }
+    let est = evs.iter().filter(|a| a.event == Event::FlowEstablished);
+    let del = evs.iter().filter(|a| a.event == Event::FlowDeleted);
+    assert_eq!((est.count(), del.count()), (2, 2), "{evs:#?}");
+    // Nothing tracked any more: the timer is disarmed.
+    assert!(try_recv(&h).is_none());
+    assert!(!readable(&h, Duration::from_millis(600)));
+}

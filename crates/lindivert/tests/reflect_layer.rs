@@ -298,3 +298,56 @@ fn network_handles_are_reported_with_their_filter() {
     assert_eq!(c.reflect_data().unwrap().priority, 1234);
     assert_eq!(obj2, obj);
 }
+
+fn readable(h: &ReflectHandle, within: Duration) -> bool {
+    lindivert::sys::poll::wait_readable(std::os::fd::AsFd::as_fd(h), Some(within)).unwrap()
+}
+
+#[test]
+fn descriptor_polls_queued_notified_and_killed() {
+    if std::env::var("LDT_REFLECT_HELPER").is_ok() {
+        return;
+    }
+    require_root();
+    let ns = Netns::new("reflfd");
+    let first = Helper::start(&ns, 1, "tcp");
+    let second = Helper::start(&ns, 2, "udp");
+    // Two OPEN events are queued at open: readable until both are read.
+    let r = reflect(&ns, "true");
+    for _ in 0..2 {
+        assert!(readable(&r, Duration::ZERO));
+        let (_, a) = r.recv_timeout(Some(Duration::ZERO)).unwrap();
+        assert_eq!(a.event, Event::ReflectOpen);
+    }
+    assert!(matches!(
+        r.recv_timeout(Some(Duration::ZERO)),
+        Err(Error::Timeout)
+    ));
+    // A notification makes it readable.
+    let third = Helper::start(&ns, 3, "icmp");
+    assert!(readable(&r, Duration::from_secs(2)));
+    let (_, a) = next(&r, Duration::ZERO);
+    assert_eq!(a.event, Event::ReflectOpen);
+    assert_eq!(a.reflect_data().unwrap().priority, 3);
+    // kill -9 is found by the re-list timer, also when the handle is only polled.
+    let pid = first.pid();
+    let t0 = Instant::now();
+    first.kill9();
+    let mut close = None;
+    while close.is_none() && t0.elapsed() < Duration::from_secs(1) {
+        if readable(&r, Duration::from_millis(50)) {
+            close = r.recv_timeout(Some(Duration::ZERO)).ok();
+        }
+    }
+    let (_, c) = close.expect("CLOSE within 1 s by polling");
+    assert_eq!(c.event, Event::ReflectClose);
+    assert_eq!(c.reflect_data().unwrap().process_id, pid);
+    // After shutdown(Recv): readable, and the receive fails at once.
+    r.shutdown(Shutdown::Recv).unwrap();
+    assert!(readable(&r, Duration::ZERO));
+    assert!(matches!(
+        r.recv_timeout(Some(Duration::ZERO)),
+        Err(Error::NoData)
+    ));
+    drop((second, third));
+}

@@ -735,6 +735,101 @@ static void test_socket_layer(void) {
     close(lst);
 }
 
+/* FLOW: a TCP connection from this process gives ESTABLISHED, then DELETED, with our pid. */
+static void test_flow_layer(void) {
+    int lst = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(40125);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    setsockopt(lst, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(lst, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(lst, 4) != 0) {
+        SKIP("cannot listen");
+        return;
+    }
+    const char *filter = "tcp and remotePort == 40125";
+    HANDLE h = WinDivertOpen(filter, WINDIVERT_LAYER_FLOW, 0, WINDIVERT_FLAG_SNIFF | WINDIVERT_FLAG_RECV_ONLY);
+    if (h == INVALID_HANDLE_VALUE && WinDivertGetLastError() == ERROR_NOT_SUPPORTED) {
+        SKIP("FLOW layer not supported here (cgroup v2?)");
+        close(lst);
+        return;
+    }
+    CHECK(h != INVALID_HANDLE_VALUE);
+    CHECK(WinDivertGetFd(h) >= 0);
+    CHECK(!wait_fd(h, 100));
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(connect(c, (struct sockaddr *)&sa, sizeof sa) == 0);
+    struct sockaddr_in local;
+    socklen_t sl = sizeof local;
+    getsockname(c, (struct sockaddr *)&local, &sl);
+    int a = accept(lst, NULL, NULL);
+    CHECK(a >= 0);
+
+    WINDIVERT_ADDRESS est, del;
+    UINT n = 99;
+    CHECK(wait_fd(h, 2000));
+    CHECK(WinDivertRecv(h, NULL, 0, &n, &est));
+    CHECK(n == 0 && est.Layer == WINDIVERT_LAYER_FLOW && est.Event == WINDIVERT_EVENT_FLOW_ESTABLISHED);
+    CHECK(est.Sniffed && est.Outbound && est.Loopback && !est.IPv6);
+    CHECK(est.Flow.ProcessId == (UINT32)getpid() && est.Flow.Protocol == 6);
+    CHECK(est.Flow.RemotePort == 40125 && est.Flow.LocalPort == ntohs(local.sin_port));
+    CHECK(est.Flow.RemoteAddr[0] == 0x7f000001u && est.Flow.RemoteAddr[1] == 0xFFFFu);
+    CHECK(est.Flow.LocalAddr[0] == 0x7f000001u && est.Flow.LocalAddr[1] == 0xFFFFu);
+    CHECK(est.Flow.EndpointId != 0 && est.Flow.ParentEndpointId == 0);
+    CHECK(WinDivertHelperEvalFilter(filter, NULL, 0, &est));
+    CHECK(WinDivertHelperEvalFilter("event == ESTABLISHED and outbound", NULL, 0, &est));
+    /* nothing else yet (the accepted side does not match the filter) */
+    CHECK_ERR(WinDivertRecvEx(h, NULL, 0, &n, LINDIVERT_RECV_NONBLOCK, &del, NULL, NULL), ERROR_TIMEOUT);
+    UINT8 buf[64];
+    UINT len = build_udp4(buf, 1, 2, "x", 64);
+    CHECK_ERR(WinDivertSend(h, buf, len, &n, &est), ERROR_INVALID_PARAMETER);
+
+    close(c);
+    close(a);
+    memset(&del, 0, sizeof del);
+    CHECK(wait_fd(h, 2000));
+    CHECK(WinDivertRecv(h, NULL, 0, &n, &del));
+    CHECK(del.Layer == WINDIVERT_LAYER_FLOW && del.Event == WINDIVERT_EVENT_FLOW_DELETED);
+    CHECK(memcmp(&del.Flow, &est.Flow, sizeof est.Flow) == 0);
+    CHECK(del.Timestamp >= est.Timestamp);
+
+    CHECK(WinDivertShutdown(h, WINDIVERT_SHUTDOWN_RECV));
+    CHECK(wait_fd(h, 0));
+    CHECK_ERR(WinDivertRecv(h, NULL, 0, &n, &del), ERROR_NO_DATA);
+    CHECK(WinDivertClose(h));
+    close(lst);
+}
+
+/* REFLECT: the OPEN and CLOSE of a NETWORK handle, through a pollable descriptor. */
+static void test_reflect_layer(void) {
+    HANDLE r = WinDivertOpen("priority == 1234", WINDIVERT_LAYER_REFLECT, 0,
+                             WINDIVERT_FLAG_SNIFF | WINDIVERT_FLAG_RECV_ONLY);
+    CHECK(r != INVALID_HANDLE_VALUE);
+    CHECK(WinDivertGetFd(r) >= 0);
+    UINT n = 0;
+    WINDIVERT_ADDRESS addr;
+    char obj[1024];
+    CHECK_ERR(WinDivertRecvEx(r, obj, sizeof obj, &n, LINDIVERT_RECV_NONBLOCK, &addr, NULL, NULL), ERROR_TIMEOUT);
+    HANDLE h = WinDivertOpen("udp.DstPort == 40126", WINDIVERT_LAYER_NETWORK, 1234, WINDIVERT_FLAG_SNIFF);
+    CHECK(h != INVALID_HANDLE_VALUE);
+    CHECK(wait_fd(r, 2000));
+    CHECK(WinDivertRecvEx(r, obj, sizeof obj, &n, LINDIVERT_RECV_NONBLOCK, &addr, NULL, NULL));
+    CHECK(addr.Layer == WINDIVERT_LAYER_REFLECT && addr.Event == WINDIVERT_EVENT_REFLECT_OPEN);
+    CHECK(addr.Reflect.ProcessId == (UINT32)getpid() && addr.Reflect.Layer == WINDIVERT_LAYER_NETWORK);
+    CHECK(addr.Reflect.Priority == 1234 && addr.Reflect.Flags == WINDIVERT_FLAG_SNIFF);
+    CHECK(n > 8 && n <= sizeof obj && obj[n - 1] == 0 && strncmp(obj, "@WinDiv_", 8) == 0);
+    CHECK(WinDivertClose(h));
+    CHECK(wait_fd(r, 2000));
+    CHECK(WinDivertRecvEx(r, obj, sizeof obj, &n, LINDIVERT_RECV_NONBLOCK, &addr, NULL, NULL));
+    CHECK(addr.Event == WINDIVERT_EVENT_REFLECT_CLOSE && addr.Reflect.Priority == 1234);
+    CHECK(WinDivertShutdown(r, WINDIVERT_SHUTDOWN_RECV));
+    CHECK(wait_fd(r, 0));
+    CHECK_ERR(WinDivertRecv(r, obj, sizeof obj, &n, &addr), ERROR_NO_DATA);
+    CHECK(WinDivertClose(r));
+}
+
 int main(int argc, char **argv) {
     int net = argc > 1 && strcmp(argv[1], "net") == 0;
     test_byte_order();
@@ -747,6 +842,8 @@ int main(int argc, char **argv) {
     if (net) {
         test_network();
         test_socket_layer();
+        test_flow_layer();
+        test_reflect_layer();
     }
     printf("RESULT passed=%d failed=%d skipped=%d\n", passed, failed, skipped);
     return failed ? 1 : 0;

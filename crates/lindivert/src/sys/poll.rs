@@ -1,4 +1,4 @@
-//! `poll`, `epoll` and `eventfd` helpers.
+//! `poll`, `epoll`, `eventfd` and `timerfd` helpers.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -123,6 +123,62 @@ impl AsFd for EventFlag {
     }
 }
 
+/// A one-shot `CLOCK_MONOTONIC` `timerfd`: readable from its expiry until it is re-armed or
+/// disarmed (a level-triggered "a deadline passed" flag for an [`Epoll`] set).
+#[derive(Debug)]
+pub struct Timer {
+    fd: OwnedFd,
+}
+
+impl Timer {
+    /// A new, disarmed timer (non-blocking, close-on-exec).
+    pub fn new() -> io::Result<Timer> {
+        // SAFETY: plain timerfd_create(2) call; the result is checked.
+        let r = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `r` is a fresh descriptor owned by nobody else.
+        Ok(Timer {
+            fd: unsafe { OwnedFd::from_raw_fd(r) },
+        })
+    }
+
+    /// Expire once `after` from now (at least 1 ns), or never (`None`); either clears an
+    /// expiry that was not yet re-armed.
+    pub fn arm(&self, after: Option<Duration>) -> io::Result<()> {
+        let d = after.map_or(Duration::ZERO, |d| d.max(Duration::from_nanos(1)));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: `spec` is a valid itimerspec; the old value is not wanted (NULL).
+        let r =
+            unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl AsFd for Timer {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// An epoll set: one pollable descriptor that is readable when any member is.
 #[derive(Debug)]
 pub struct Epoll {
@@ -192,5 +248,11 @@ impl Epoll {
 impl AsRawFd for Epoll {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for Epoll {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
