@@ -9,7 +9,7 @@
 //! it closes the underlying handle.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -323,7 +323,7 @@ impl Entry {
     pub fn event_fd(&self) -> R<i32> {
         match &self.obj {
             Obj::Network(h) => Ok(h.as_raw_fd()),
-            Obj::Socket(s) => Ok(s.ringbuf_map().as_fd().as_raw_fd()),
+            Obj::Socket(s) => Ok(s.as_raw_fd()),
             Obj::Reflect(r) => Ok(r.as_raw_fd()),
             Obj::Flow(f) => Ok(f.as_raw_fd()),
         }

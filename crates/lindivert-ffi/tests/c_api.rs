@@ -1,8 +1,9 @@
 //! Builds and runs the C tests and examples against liblindivert:
 //! * `lindivert.h` compiles cleanly as C11 (`-pedantic`) and C++17;
 //! * `tests/c/test_api.c`: helpers and argument checking, linked to the `.so` and the `.a`;
-//! * the same program's handle tests on real loopback traffic, as root, in a fresh network
-//!   namespace (`unshare --net`);
+//! * the same program's handle tests on real loopback traffic (NETWORK, SOCKET, FLOW,
+//!   REFLECT), as root, in a fresh network namespace (`unshare --net`), and under
+//!   `ip netns exec`, where SOCKET and FLOW cannot be opened (no cgroup2);
 //! * `examples/c/passthru.c` and `examples/c/netfilter.c` against traffic in a namespace.
 //!
 //! The privileged tests print a note and pass when not run as root.
@@ -145,6 +146,30 @@ fn c_handles_on_real_traffic_in_a_namespace() {
     let text = run_ok(Command::new("unshare").args(["--net", "sh", "-c", &script]));
     println!("test_api net: {}", result_line(&text));
     assert!(result_line(&text).contains("failed=0"), "{text}");
+}
+
+/// `ip netns exec` remounts /sys without cgroup2: SOCKET and FLOW handles cannot be opened
+/// there (ERROR_NOT_SUPPORTED; the C test skips them), everything else works.
+#[test]
+fn c_socket_and_flow_need_cgroup2_so_not_under_ip_netns_exec() {
+    if !common::privileged() {
+        eprintln!("skipped: needs root and ip(8)");
+        return;
+    }
+    let bin = out_dir().join("test_api_netns_exec");
+    build_c(&[crate_dir().join("tests/c/test_api.c")], &bin, false);
+    let ns = common::Netns::new("fficg");
+    let text = run_ok(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .arg(&bin)
+            .arg("net"),
+    );
+    assert!(result_line(&text).contains("failed=0"), "{text}");
+    assert!(
+        text.contains("SOCKET layer not supported") && text.contains("FLOW layer not supported"),
+        "{text}"
+    );
 }
 
 fn example(name: &str) -> PathBuf {

@@ -23,7 +23,7 @@
 //! BIND/LISTEN the local) address is 127.0.0.0/8 or `::1`.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -40,7 +40,7 @@ use crate::error::Error;
 use crate::sys::bpf::{self, BpfError, LoadOptions, Map, MapType, ProgType};
 use crate::sys::cgroup::{self, Cgroup};
 use crate::sys::netns::NetNs;
-use crate::sys::poll::Epoll;
+use crate::sys::poll::{Epoll, EventFlag};
 use crate::sys::ringbuf::RingBuf;
 
 /// Ring buffer size (bytes).
@@ -102,6 +102,8 @@ struct Attached {
 struct RecvState {
     ring: RingBuf,
     pending: VecDeque<Address>,
+    /// Whether `ready` is set (mirrors "events are queued, or the handle is shut down").
+    flagged: bool,
 }
 
 /// A SOCKET-layer handle (WinDivert `WINDIVERT_LAYER_SOCKET`).
@@ -113,7 +115,9 @@ pub struct SocketHandle {
     events: EventSet,
     attached: Mutex<Vec<Attached>>,
     recv: Mutex<RecvState>,
+    /// The pollable descriptor: the ring buffer and `ready`.
     epoll: Epoll,
+    ready: EventFlag,
     recv_shut: AtomicBool,
     // Keep the maps alive for the programs (they also hold references).
     _maps: Vec<Map>,
@@ -251,6 +255,8 @@ impl SocketHandle {
         }
         let epoll = Epoll::new()?;
         epoll.add(ringbuf.as_fd(), 0)?;
+        let ready = EventFlag::new()?;
+        epoll.add(ready.as_fd(), 1)?;
         // --- REFLECT registry (crate::registry) ---
         let reg_ns = match &o.netns {
             Some(p) => Some(NetNs::open(p)?),
@@ -276,13 +282,49 @@ impl SocketHandle {
             recv: Mutex::new(RecvState {
                 ring,
                 pending: VecDeque::new(),
+                flagged: false,
             }),
             epoll,
+            ready,
             recv_shut: AtomicBool::new(false),
             _maps: vec![seen, listeners, ports, endpoints],
             ringbuf,
             _registration: registration,
         })
+    }
+
+    /// One non-blocking attempt: a queued event, or what the ring buffer holds.
+    fn try_recv(&self, st: &mut RecvState) -> Option<Result<Address, Error>> {
+        if let Some(a) = st.pending.pop_front() {
+            return Some(Ok(a));
+        }
+        let sniff = self.flags.contains(Flags::SNIFF);
+        let RecvState { ring, pending, .. } = st;
+        ring.consume(|rec| {
+            if let Some(a) = ebpf_sock::record_to_address(rec, sniff) {
+                pending.push_back(a);
+            }
+        });
+        if let Some(a) = st.pending.pop_front() {
+            return Some(Ok(a));
+        }
+        self.recv_shut
+            .load(Ordering::Acquire)
+            .then_some(Err(Error::NoData))
+    }
+
+    /// Keep `ready` set while events are queued (they are no longer in the ring buffer)
+    /// and after `shutdown(Recv)`.
+    fn sync_ready(&self, st: &mut RecvState) {
+        let want = self.recv_shut.load(Ordering::Acquire) || !st.pending.is_empty();
+        if want != st.flagged {
+            if want {
+                self.ready.set();
+            } else {
+                self.ready.clear();
+            }
+            st.flagged = want;
+        }
     }
 
     /// Receive the next event, waiting as long as needed.
@@ -298,21 +340,10 @@ impl SocketHandle {
         loop {
             {
                 let mut st = self.recv.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(a) = st.pending.pop_front() {
-                    return Ok(a);
-                }
-                let sniff = self.flags.contains(Flags::SNIFF);
-                let RecvState { ring, pending } = &mut *st;
-                ring.consume(|rec| {
-                    if let Some(a) = ebpf_sock::record_to_address(rec, sniff) {
-                        pending.push_back(a);
-                    }
-                });
-                if let Some(a) = st.pending.pop_front() {
-                    return Ok(a);
-                }
-                if self.recv_shut.load(Ordering::Acquire) {
-                    return Err(Error::NoData);
+                let got = self.try_recv(&mut st);
+                self.sync_ready(&mut st);
+                if let Some(r) = got {
+                    return r;
                 }
             }
             let left = match deadline {
@@ -343,6 +374,8 @@ impl SocketHandle {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clear();
+            let mut st = self.recv.lock().unwrap_or_else(|p| p.into_inner());
+            self.sync_ready(&mut st);
         }
         Ok(())
     }
@@ -395,11 +428,28 @@ impl SocketHandle {
             .collect()
     }
 
-    /// The ring buffer map (its descriptor is readable when events are waiting).
+    /// The ring buffer map (its descriptor is readable when events are waiting in it; see
+    /// [`AsRawFd`] for one that also covers events already read from it).
     pub fn ringbuf_map(&self) -> &Map {
         &self.ringbuf
     }
 
     /// The size of an event record (bytes).
     pub const RECORD_SIZE: usize = record::SIZE;
+}
+
+/// A descriptor that polls readable (level-triggered) when a receive may find an event: an
+/// epoll set of the ring buffer and a flag for events already read from it and queued.
+/// Owned by the handle (`WinDivertGetFd`).
+impl AsRawFd for SocketHandle {
+    fn as_raw_fd(&self) -> RawFd {
+        self.epoll.as_raw_fd()
+    }
+}
+
+/// The descriptor of [`AsRawFd`] (borrowed).
+impl AsFd for SocketHandle {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.as_fd()
+    }
 }

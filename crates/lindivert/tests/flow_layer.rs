@@ -359,3 +359,32 @@ fn descriptor_polls_udp_expiry() {
     assert!(try_recv(&h).is_none());
     assert!(!readable(&h, Duration::from_millis(600)));
 }
+
+#[test]
+fn preexisting_listener_and_connection() {
+    require_root();
+    let ns = Netns::new("flowpre");
+    // A listener and a connection that exist before the handle is opened.
+    let (l, old_c, old_s) = ns.run(|| {
+        let l = std::net::TcpListener::bind("127.0.0.1:7108").unwrap();
+        let c = std::net::TcpStream::connect("127.0.0.1:7108").unwrap();
+        let (s, _) = l.accept().unwrap();
+        (l, c, s)
+    });
+    let h = open(&ns, "tcp", Duration::from_secs(1));
+    let c = ns.run(|| std::net::TcpStream::connect("127.0.0.1:7108").unwrap());
+    let cport = c.local_addr().unwrap().port();
+    let (s, _) = l.accept().unwrap();
+    drop((old_c, old_s, c, s));
+    let evs = drain(&h, Duration::from_millis(500));
+    let out = find(&evs, Event::FlowEstablished, true, 6, cport, 7108);
+    let inb = find(&evs, Event::FlowEstablished, false, 6, 7108, cport);
+    assert_eq!(out.flow_data().unwrap().process_id, std::process::id());
+    // Accepted on a listener that was listening before the open: no process, no parent.
+    let fi = inb.flow_data().unwrap();
+    assert_eq!((fi.process_id, fi.parent_endpoint_id), (0, 0), "{inb:?}");
+    find(&evs, Event::FlowDeleted, true, 6, cport, 7108);
+    find(&evs, Event::FlowDeleted, false, 6, 7108, cport);
+    // The connection established before the open ends without a DELETED.
+    assert_eq!(evs.len(), 4, "{evs:#?}");
+}

@@ -144,7 +144,7 @@ fn events_round_trip(v6: bool) {
     let lf = *listen.flow_data().unwrap();
     assert_eq!(lf.remote_addr, Ipv6Addr::UNSPECIFIED);
     assert_eq!(lf.endpoint_id, bind.flow_data().unwrap().endpoint_id);
-    expect(
+    let conn = expect(
         &evs,
         Want {
             event: Event::SocketConnect,
@@ -152,6 +152,14 @@ fn events_round_trip(v6: bool) {
             local: None,
             remote: Some(tcp_addr),
         },
+    );
+    // CONNECT shows the address before connect(): the client was not bound (port 0), and
+    // its implicit bind gives no BIND event.
+    assert_eq!(conn.flow_data().unwrap().local_port, 0, "{conn:?}");
+    assert!(
+        !evs.iter().any(|a| a.event == Event::SocketBind
+            && a.flow_data().unwrap().local_port == client_local.port()),
+        "{evs:#?}"
     );
     let acc = expect(
         &evs,
@@ -368,6 +376,8 @@ fn blocking_listen_and_accept() {
     assert_eq!(f.local_port, 7202);
     assert_eq!(f.process_id, std::process::id());
     assert_ne!(f.parent_endpoint_id, 0);
+    // The refused connection never exists: no endpoint.
+    assert_eq!(f.endpoint_id, 0);
     assert!(!a.outbound);
 }
 
@@ -574,4 +584,27 @@ fn invalid_flags_and_filters_are_refused() {
         SocketHandle::open("tcp.DstPort == 80", 0, Flags::RECV_ONLY),
         Err(Error::InvalidFilter { .. })
     ));
+}
+
+#[test]
+fn descriptor_polls_queued_events() {
+    require_root();
+    let ns = Netns::new("sockfd");
+    let h = open(&ns, "tcp and localPort == 7701", Flags::SNIFF);
+    let fd = std::os::fd::AsFd::as_fd(&h);
+    let readable = |t: Duration| lindivert::sys::poll::wait_readable(fd, Some(t)).unwrap();
+    assert!(!readable(Duration::from_millis(100)));
+    // BIND, LISTEN and CLOSE wait in the ring buffer; the first receive takes them all.
+    ns.run(|| drop(TcpListener::bind("127.0.0.1:7701").unwrap()));
+    std::thread::sleep(Duration::from_millis(100));
+    let mut n = 0;
+    while readable(Duration::from_millis(if n == 0 { 2000 } else { 0 })) {
+        match h.recv_timeout(Some(Duration::ZERO)) {
+            Ok(_) => n += 1,
+            Err(e) => panic!("readable, but {e}"),
+        }
+    }
+    assert_eq!(n, 3, "every queued event is announced");
+    h.shutdown(lindivert::core::Shutdown::Recv).unwrap();
+    assert!(readable(Duration::ZERO));
 }

@@ -2,8 +2,9 @@
  * C tests of liblindivert's WinDivert API (include/lindivert.h).
  *
  *   test_api            helpers and argument checking (no privileges needed)
- *   test_api net        also the handle API on real loopback traffic; run as root inside a
- *                       throw-away network namespace (tests/c_api.rs does this)
+ *   test_api net        also the handle API on real loopback traffic (NETWORK, SOCKET, FLOW,
+ *                       REFLECT); run as root inside a throw-away network namespace
+ *                       (tests/c_api.rs does this)
  *
  * Prints one line per failed check and a final "RESULT passed=N failed=M skipped=K".
  */
