@@ -235,7 +235,7 @@ rec() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$results"; }
 # ---------------------------------------------------------------- workloads
 run_tcp() {  # ROUND SETUP
   local r="$1" s="$2" log="$out/r$1-$2-tcp" srv
-  divert_start "$s" "$log" || { rec "$r" "$s" error "divert did not start"; return 0; }
+  divert_start "$s" "$log" || { rec "$r" "$s" error "divert did not start"; divert_stop; return 0; }
   ip netns exec "$NSB" iperf3 -s -1 -p 5201 >"$log.srv" 2>&1 &
   srv=$!; bgpids="$bgpids $srv"
   local i
@@ -252,7 +252,7 @@ run_tcp() {  # ROUND SETUP
 }
 run_udp() {
   local r="$1" s="$2" log="$out/r$1-$2-udp" snk
-  divert_start "$s" "$log" || { rec "$r" "$s" error "divert did not start"; return 0; }
+  divert_start "$s" "$log" || { rec "$r" "$s" error "divert did not start"; divert_stop; return 0; }
   ip netns exec "$NSB" "$NB" sink 9000 $((udp_secs + 15)) >"$log.sink" 2>&1 &
   snk=$!; bgpids="$bgpids $snk"
   wait_file_line "$log.sink" ready 5 || true
@@ -274,7 +274,7 @@ run_udp() {
 }
 run_rtt() {
   local r="$1" s="$2" log="$out/r$1-$2-rtt" ech
-  divert_start "$s" "$log" || { rec "$r" "$s" error "divert did not start"; return 0; }
+  divert_start "$s" "$log" || { rec "$r" "$s" error "divert did not start"; divert_stop; return 0; }
   ip netns exec "$NSB" "$NB" echo 9001 >"$log.echo" 2>&1 &
   ech=$!; bgpids="$bgpids $ech"
   wait_file_line "$log.echo" ready 5 || true
