@@ -3,7 +3,7 @@
 //! every second; otherwise one line per ESTABLISHED/DELETED event.
 
 use crate::args::{Args, CliError};
-use crate::socketdump::{comm, filter_arg, ip, netns_path};
+use crate::socketdump::{comm, filter_arg, ip, netns_path, print_events};
 use lindivert::core::address::FlowData;
 use lindivert::core::Event;
 use lindivert::flow::FlowOptions;
@@ -72,22 +72,7 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
     })?;
     let table_mode = std::io::stdout().is_terminal() && !a.flag("--lines");
     if !table_mode {
-        let mut out = std::io::stdout().lock();
-        let mut n = 0u64;
-        loop {
-            match h.recv() {
-                Ok(ev) => {
-                    let _ = writeln!(out, "{}", flow_line(&ev));
-                    let _ = out.flush();
-                    n += 1;
-                    if count != 0 && n >= count {
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                }
-                Err(Error::NoData) => return Ok(ExitCode::SUCCESS),
-                Err(e) => return Err(CliError::failed(format!("failed to read event: {e}"))),
-            }
-        }
+        return print_events(|| h.recv(), count, flow_line);
     }
     let flows: Arc<Mutex<Vec<Address>>> = Arc::new(Mutex::new(Vec::new()));
     let f2 = Arc::clone(&flows);

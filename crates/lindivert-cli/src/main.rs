@@ -1,6 +1,7 @@
 //! `lindivert`: the command-line tool. The WinDivert samples as subcommands, and filter tools.
 
 mod args;
+mod common;
 mod ctl;
 mod filter_cmd;
 mod flowtrack;

@@ -3,11 +3,14 @@
 //! unreachable) and `passthru` (re-inject everything, counting; the benchmark harness).
 
 use crate::args::{Args, CliError};
+use crate::common::{
+    close_handle, ip_header, netns_dir, open_handle, priority, recv_packet, send_addr, signals,
+    stop_flag, tcp_header, ACK, MTU_MAX, RST,
+};
 use crate::pcapng::PcapngWriter;
 use lindivert::core::filter::Filter;
 use lindivert::core::packet::{calc_checksums, hash_packet, parse, ChecksumFlags, ParsedPacket};
 use lindivert::handle::QueueRef;
-use lindivert::sys::signal::TermSignals;
 use lindivert::sys::time::{monotonic_ns, realtime_ns};
 use lindivert::{Address, Error, Flags, Handle, Layer, OpenOptions, Param};
 use std::io::{self, BufWriter, Write};
@@ -16,8 +19,6 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const MTU_MAX: usize = 40 + 0xFFFF;
 
 /// Options every network command takes.
 struct Common {
@@ -38,12 +39,7 @@ fn common(a: &Args, default_filter: Option<&str>) -> Result<Common, CliError> {
             a.positional[1]
         )));
     }
-    let priority: i64 = a.number("--priority", 0)?;
-    if !(-30000..=30000).contains(&priority) {
-        return Err(CliError::usage(
-            "error: invalid priority value (-30000..30000)",
-        ));
-    }
+    let priority = priority(a, 0)?;
     // a filter error is shown with its position marked
     if let Err(e) = Filter::compile(&filter, Layer::Network) {
         return Err(CliError::failed(format!(
@@ -53,7 +49,7 @@ fn common(a: &Args, default_filter: Option<&str>) -> Result<Common, CliError> {
     }
     Ok(Common {
         filter,
-        priority: priority as i16,
+        priority,
         netns: a.option("--netns").map(str::to_string),
     })
 }
@@ -63,47 +59,12 @@ fn open(c: &Common, flags: Flags) -> Result<Handle, CliError> {
 }
 
 fn open_with(c: &Common, flags: Flags, queues: u16) -> Result<Handle, CliError> {
-    let mut o = OpenOptions::new(&c.filter)
+    let netns = c.netns.as_deref().map(netns_dir).transpose()?;
+    let o = OpenOptions::new(&c.filter)
         .priority(c.priority)
         .flags(flags)
         .queues(queues);
-    if let Some(ns) = &c.netns {
-        let path = format!("/var/run/netns/{ns}");
-        if !std::path::Path::new(&path).exists() {
-            return Err(CliError::failed(format!(
-                "no network namespace named `{ns}` ({path} does not exist)"
-            )));
-        }
-        o = o.netns_path(path);
-    }
-    o.open().map_err(open_error)
-}
-
-fn open_error(e: Error) -> CliError {
-    CliError::failed(match e {
-        Error::PermissionDenied { .. } => format!(
-            "failed to open the divert handle: {e}\n(run as root, or grant CAP_NET_ADMIN \
-             and CAP_NET_RAW)"
-        ),
-        Error::MissingKernelFeature { .. } => format!("failed to open the divert handle: {e}"),
-        e => format!("failed to open the divert handle: {e}"),
-    })
-}
-
-fn signals() -> Result<TermSignals, CliError> {
-    TermSignals::new().map_err(|e| CliError::failed(format!("signalfd: {e}")))
-}
-
-/// Wait for SIGINT/SIGTERM in the background; the flag turns true on either.
-fn stop_on_signal(sig: TermSignals) -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    std::thread::spawn(move || {
-        if let Ok(Some(_)) = sig.wait(None) {
-            s2.store(true, Ordering::Release);
-        }
-    });
-    stop
+    open_handle(o, netns.as_deref())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -141,7 +102,7 @@ pub fn netdump(argv: &[String]) -> Result<ExitCode, CliError> {
         }
         None => None,
     };
-    let stop = stop_on_signal(sig);
+    let stop = stop_flag(sig);
     let base = monotonic_ns();
     let to_realtime = realtime_ns() - base;
     let stdout = io::stdout();
@@ -177,9 +138,7 @@ pub fn netdump(argv: &[String]) -> Result<ExitCode, CliError> {
         w.flush()
             .map_err(|e| CliError::failed(format!("writing the capture: {e}")))?;
     }
-    h.close()
-        .map_err(|e| CliError::failed(format!("closing the handle: {e}")))?;
-    Ok(ExitCode::SUCCESS)
+    close_handle(h)
 }
 
 /// C's `%.{prec}g`.
@@ -361,17 +320,12 @@ pub fn netfilter(argv: &[String]) -> Result<ExitCode, CliError> {
     let c = common(&a, None)?;
     let sig = signals()?;
     let h = open(&c, Flags::NONE)?;
-    let stop = stop_on_signal(sig);
+    let stop = stop_flag(sig);
     let stdout = io::stdout();
     let mut buf = vec![0u8; MTU_MAX];
     while !stop.load(Ordering::Acquire) {
-        let (n, addr) = match h.recv_timeout(&mut buf, Some(Duration::from_millis(100))) {
-            Ok(r) => r,
-            Err(Error::Timeout) => continue,
-            Err(e) => {
-                eprintln!("warning: failed to read packet ({e})");
-                continue;
-            }
+        let Some((n, addr)) = recv_packet(&h, &mut buf) else {
+            continue;
         };
         let Some(p) = parse(&buf[..n]) else { continue };
         let (line, reply) = block(&p);
@@ -382,20 +336,12 @@ pub fn netfilter(argv: &[String]) -> Result<ExitCode, CliError> {
         }
         if let Some((mut r, what)) = reply {
             let _ = calc_checksums(&mut r, ChecksumFlags::NONE);
-            let mut ra = addr;
-            ra.outbound = !addr.outbound;
-            ra.impostor = false;
-            ra.ip_checksum = true;
-            ra.tcp_checksum = true;
-            ra.udp_checksum = true;
-            if let Err(e) = h.send(&r, &ra) {
+            if let Err(e) = h.send(&r, &send_addr(&addr, !addr.outbound)) {
                 eprintln!("warning: failed to send {what} ({e})");
             }
         }
     }
-    h.close()
-        .map_err(|e| CliError::failed(format!("closing the handle: {e}")))?;
-    Ok(ExitCode::SUCCESS)
+    close_handle(h)
 }
 
 /// The BLOCK line for a packet and the reply to inject (with its name for warnings).
@@ -448,42 +394,17 @@ pub fn block(p: &ParsedPacket<'_>) -> (String, Option<(Vec<u8>, &'static str)>) 
 /// An IP header for a reply from `p`'s destination to its source, carrying `payload_len`
 /// bytes of protocol `proto` (checksums left to `calc_checksums`).
 fn reply_ip(p: &ParsedPacket<'_>, proto: u8, payload_len: usize) -> Vec<u8> {
-    match (p.src_addr(), p.dst_addr()) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => {
-            let mut h = vec![0u8; 20];
-            h[0] = 0x45;
-            h[2..4].copy_from_slice(&((20 + payload_len) as u16).to_be_bytes());
-            h[4..6].copy_from_slice(&0xDEADu16.to_be_bytes());
-            h[8] = 64;
-            h[9] = proto;
-            h[12..16].copy_from_slice(&dst.octets());
-            h[16..20].copy_from_slice(&src.octets());
-            h
-        }
-        (src, dst) => {
-            let v6 = |a: IpAddr| match a {
-                IpAddr::V6(a) => a.octets(),
-                IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-            };
-            let mut h = vec![0u8; 40];
-            h[0] = 0x60;
-            h[4..6].copy_from_slice(&(payload_len as u16).to_be_bytes());
-            h[6] = proto;
-            h[7] = 64;
-            h[8..24].copy_from_slice(&v6(dst));
-            h[24..40].copy_from_slice(&v6(src));
-            h
-        }
+    let mut h = ip_header(p.dst_addr(), p.src_addr(), proto, payload_len);
+    if h.len() == 20 {
+        h[4..6].copy_from_slice(&0xDEADu16.to_be_bytes());
     }
+    h
 }
 
 /// TCP RST+ACK back to the sender of `p` (as netfilter.c builds it).
 fn tcp_reset(p: &ParsedPacket<'_>) -> Vec<u8> {
     let t = p.tcp().expect("tcp");
     let mut pkt = reply_ip(p, 6, 20);
-    let mut h = [0u8; 20];
-    h[0..2].copy_from_slice(&t.dst_port().to_be_bytes());
-    h[2..4].copy_from_slice(&t.src_port().to_be_bytes());
     let f = t.flags();
     let seq = if f & 0x10 != 0 { t.ack_number() } else { 0 };
     let ack = if f & 0x02 != 0 {
@@ -491,11 +412,14 @@ fn tcp_reset(p: &ParsedPacket<'_>) -> Vec<u8> {
     } else {
         t.seq_number().wrapping_add(p.payload_len as u32)
     };
-    h[4..8].copy_from_slice(&seq.to_be_bytes());
-    h[8..12].copy_from_slice(&ack.to_be_bytes());
-    h[12] = 5 << 4;
-    h[13] = 0x14; // RST | ACK
-    pkt.extend_from_slice(&h);
+    pkt.extend_from_slice(&tcp_header(
+        t.dst_port(),
+        t.src_port(),
+        seq,
+        ack,
+        RST | ACK,
+        0,
+    ));
     pkt
 }
 

@@ -65,6 +65,31 @@ pub(crate) fn protocol(p: u8) -> String {
     }
 }
 
+/// Print one line per event from `recv` until it has no more data or `count` events
+/// (0 = no limit) have been printed.
+pub(crate) fn print_events(
+    mut recv: impl FnMut() -> Result<Address, Error>,
+    count: u64,
+    line: fn(&Address) -> String,
+) -> Result<ExitCode, CliError> {
+    let mut out = std::io::stdout().lock();
+    let mut n = 0u64;
+    loop {
+        match recv() {
+            Ok(ev) => {
+                let _ = writeln!(out, "{}", line(&ev));
+                let _ = out.flush();
+                n += 1;
+                if count != 0 && n >= count {
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            Err(Error::NoData) => return Ok(ExitCode::SUCCESS),
+            Err(e) => return Err(CliError::failed(format!("failed to read event: {e}"))),
+        }
+    }
+}
+
 /// One socketdump line.
 pub(crate) fn socket_line(a: &Address) -> String {
     let f = a.flow_data().copied().unwrap_or_default();
@@ -107,20 +132,5 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
             "error: failed to open the lindivert SOCKET handle: {e}"
         ))
     })?;
-    let mut out = std::io::stdout().lock();
-    let mut n = 0u64;
-    loop {
-        match h.recv() {
-            Ok(ev) => {
-                let _ = writeln!(out, "{}", socket_line(&ev));
-                let _ = out.flush();
-                n += 1;
-                if count != 0 && n >= count {
-                    return Ok(ExitCode::SUCCESS);
-                }
-            }
-            Err(Error::NoData) => return Ok(ExitCode::SUCCESS),
-            Err(e) => return Err(CliError::failed(format!("failed to read event: {e}"))),
-        }
-    }
+    print_events(|| h.recv(), count, socket_line)
 }

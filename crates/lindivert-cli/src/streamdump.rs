@@ -46,10 +46,13 @@
 //! server-to-client chunks red, as in the sample; plain text otherwise.
 
 use crate::args::{Args, CliError};
-use crate::webfilter::{netns_path, open_handle, priority, send_addr, signals, stop_flag};
+use crate::common::{
+    close_handle, netns_path, open_handle, priority, recv_packet, send_addr, signals, stop_flag,
+    MTU_MAX,
+};
 use lindivert::core::packet::{calc_checksums, parse, ChecksumFlags};
 use lindivert::sys::netns::NetNs;
-use lindivert::{Address, Error, Param};
+use lindivert::{Address, Flags, OpenOptions, Param};
 use std::io::{IsTerminal, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
@@ -299,7 +302,13 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
     };
     let sig = signals()?;
     let listener = listen(&ports, ns.as_deref())?;
-    let h = open_handle(&ports.filter(), prio, netns.as_deref(), false)?;
+    let h = open_handle(
+        OpenOptions::new(&ports.filter())
+            .priority(prio)
+            .flags(Flags::NONE)
+            .gso(false),
+        netns.as_deref(),
+    )?;
     h.set_param(Param::QueueTime, 250)
         .map_err(|e| CliError::failed(format!("error: failed to set packet queue time ({e})")))?;
     let color = std::io::stdout().is_terminal();
@@ -319,15 +328,10 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
         });
     }
     let stop = stop_flag(sig);
-    let mut buf = vec![0u8; crate::webfilter::MTU_MAX];
+    let mut buf = vec![0u8; MTU_MAX];
     while !stop.load(Ordering::Acquire) {
-        let (n, mut addr) = match h.recv_timeout(&mut buf, Some(Duration::from_millis(100))) {
-            Ok(r) => r,
-            Err(Error::Timeout) => continue,
-            Err(e) => {
-                eprintln!("warning: failed to read packet ({e})");
-                continue;
-            }
+        let Some((n, mut addr)) = recv_packet(&h, &mut buf) else {
+            continue;
         };
         let pkt = &mut buf[..n];
         if parse(pkt).is_none() {
@@ -338,15 +342,13 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
             eprintln!("warning: failed to send packet ({e})");
         }
     }
-    h.close()
-        .map_err(|e| CliError::failed(format!("closing the handle: {e}")))?;
-    Ok(ExitCode::SUCCESS)
+    close_handle(h)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webfilter::{tcp_segment, ACK, PSH};
+    use crate::common::{tcp_segment, ACK, PSH};
 
     fn ports_of(pkt: &[u8]) -> (IpAddr, u16, IpAddr, u16) {
         let p = parse(pkt).unwrap();

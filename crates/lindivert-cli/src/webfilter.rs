@@ -35,18 +35,15 @@
 //!   separate FIN could, so the client saw "connection reset" instead of the end of the page.
 
 use crate::args::{Args, CliError};
-use lindivert::core::packet::{calc_checksums, parse, ChecksumFlags, ParsedPacket};
-use lindivert::sys::signal::TermSignals;
-use lindivert::{Address, Error, Flags, Handle, OpenOptions};
+use crate::common::{
+    close_handle, netns_path, open_handle, priority, recv_packet, send_addr, signals, stop_flag,
+    tcp_segment, ACK, FIN, MTU_MAX, PSH, RST,
+};
+use lindivert::core::packet::{parse, ParsedPacket};
+use lindivert::{Flags, OpenOptions};
 use std::io::Write;
-use std::net::IpAddr;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
-/// The largest packet a handle delivers.
-pub(crate) const MTU_MAX: usize = 40 + 0xFFFF;
+use std::sync::atomic::Ordering;
 
 /// The sample's filter (IPv4 and IPv6 here).
 pub const FILTER: &str = "outbound and !loopback and tcp.DstPort == 80 and tcp.PayloadLength > 0";
@@ -64,148 +61,6 @@ pub fn block_page() -> String {
         BLOCK_BODY.len()
     )
 }
-
-// ---------------------------------------------------------------------------------------
-// shared by the sample commands of this file and streamdump.rs
-
-/// Check `--priority` (-30000..=30000), with a default.
-pub(crate) fn priority(a: &Args, default: i64) -> Result<i16, CliError> {
-    let p: i64 = a.number("--priority", default)?;
-    if !(-30000..=30000).contains(&p) {
-        return Err(CliError::usage(
-            "error: invalid priority value (-30000..30000)",
-        ));
-    }
-    Ok(p as i16)
-}
-
-/// The `/var/run/netns/NAME` path of `--netns NAME`, checked to exist.
-pub(crate) fn netns_path(a: &Args) -> Result<Option<String>, CliError> {
-    match a.option("--netns") {
-        None => Ok(None),
-        Some(ns) => {
-            let path = format!("/var/run/netns/{ns}");
-            if !std::path::Path::new(&path).exists() {
-                return Err(CliError::failed(format!(
-                    "no network namespace named `{ns}` ({path} does not exist)"
-                )));
-            }
-            Ok(Some(path))
-        }
-    }
-}
-
-/// Open a diverting NETWORK handle.
-pub(crate) fn open_handle(
-    filter: &str,
-    priority: i16,
-    netns: Option<&str>,
-    gso: bool,
-) -> Result<Handle, CliError> {
-    let mut o = OpenOptions::new(filter)
-        .priority(priority)
-        .flags(Flags::NONE)
-        .gso(gso);
-    if let Some(p) = netns {
-        o = o.netns_path(p);
-    }
-    o.open().map_err(|e| {
-        CliError::failed(match e {
-            Error::PermissionDenied { .. } => format!(
-                "failed to open the divert handle: {e}\n(run as root, or grant CAP_NET_ADMIN \
-                 and CAP_NET_RAW)"
-            ),
-            e => format!("failed to open the divert handle: {e}"),
-        })
-    })
-}
-
-/// SIGINT/SIGTERM as a flag (block them before any thread starts, then call
-/// [`stop_flag`]).
-pub(crate) fn signals() -> Result<TermSignals, CliError> {
-    TermSignals::new().map_err(|e| CliError::failed(format!("signalfd: {e}")))
-}
-
-/// A flag that turns true on SIGINT/SIGTERM.
-pub(crate) fn stop_flag(sig: TermSignals) -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    std::thread::spawn(move || {
-        if let Ok(Some(_)) = sig.wait(None) {
-            s2.store(true, Ordering::Release);
-        }
-    });
-    stop
-}
-
-/// A TCP segment (IPv4 with DF or IPv6, TTL/hop limit 64), checksums filled.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn tcp_segment(
-    src: (IpAddr, u16),
-    dst: (IpAddr, u16),
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    window: u16,
-    payload: &[u8],
-) -> Vec<u8> {
-    let tcp_len = 20 + payload.len();
-    let mut p = match (src.0, dst.0) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let mut h = vec![0u8; 20];
-            h[0] = 0x45;
-            h[2..4].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
-            h[6] = 0x40; // DF
-            h[8] = 64;
-            h[9] = 6;
-            h[12..16].copy_from_slice(&s.octets());
-            h[16..20].copy_from_slice(&d.octets());
-            h
-        }
-        (s, d) => {
-            let v6 = |a: IpAddr| match a {
-                IpAddr::V6(a) => a.octets(),
-                IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-            };
-            let mut h = vec![0u8; 40];
-            h[0] = 0x60;
-            h[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
-            h[6] = 6;
-            h[7] = 64;
-            h[8..24].copy_from_slice(&v6(s));
-            h[24..40].copy_from_slice(&v6(d));
-            h
-        }
-    };
-    let mut t = [0u8; 20];
-    t[0..2].copy_from_slice(&src.1.to_be_bytes());
-    t[2..4].copy_from_slice(&dst.1.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[8..12].copy_from_slice(&ack.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&window.to_be_bytes());
-    p.extend_from_slice(&t);
-    p.extend_from_slice(payload);
-    let _ = calc_checksums(&mut p, ChecksumFlags::NONE);
-    p
-}
-
-/// `addr` for a packet whose checksums are all correct, in direction `outbound`.
-pub(crate) fn send_addr(addr: &Address, outbound: bool) -> Address {
-    let mut a = *addr;
-    a.outbound = outbound;
-    a.impostor = false;
-    a.ip_checksum = true;
-    a.tcp_checksum = true;
-    a.udp_checksum = true;
-    a
-}
-
-pub(crate) const FIN: u8 = 0x01;
-pub(crate) const RST: u8 = 0x04;
-pub(crate) const PSH: u8 = 0x08;
-pub(crate) const ACK: u8 = 0x10;
 
 // ---------------------------------------------------------------------------------------
 // the blacklist
@@ -357,18 +212,19 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
         }
     }
     let sig = signals()?;
-    let h = open_handle(FILTER, prio, netns.as_deref(), true)?;
+    let h = open_handle(
+        OpenOptions::new(FILTER)
+            .priority(prio)
+            .flags(Flags::NONE)
+            .gso(true),
+        netns.as_deref(),
+    )?;
     println!("OPENED WinDivert");
     let stop = stop_flag(sig);
     let mut buf = vec![0u8; MTU_MAX];
     while !stop.load(Ordering::Acquire) {
-        let (n, addr) = match h.recv_timeout(&mut buf, Some(Duration::from_millis(100))) {
-            Ok(r) => r,
-            Err(Error::Timeout) => continue,
-            Err(e) => {
-                eprintln!("warning: failed to read packet ({e})");
-                continue;
-            }
+        let Some((n, addr)) = recv_packet(&h, &mut buf) else {
+            continue;
         };
         let pkt = &buf[..n];
         let verdict = parse(pkt).and_then(|p| {
@@ -400,14 +256,13 @@ pub fn run(argv: &[String]) -> Result<ExitCode, CliError> {
             eprintln!("warning: failed to send block page packet ({e})");
         }
     }
-    h.close()
-        .map_err(|e| CliError::failed(format!("closing the handle: {e}")))?;
-    Ok(ExitCode::SUCCESS)
+    close_handle(h)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn blacklist_entries_and_matching() {

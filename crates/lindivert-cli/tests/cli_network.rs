@@ -2,77 +2,15 @@
 //! namespaces joined by a veth pair. Needs root (skipped otherwise) and, for the pcapng
 //! check, `tshark`.
 
+mod cli_common;
 #[path = "../../lindivert/tests/common/mod.rs"]
 mod common;
 
-use common::{privileged, udp_exchange, Echo, Netns, Pair};
-use std::io::Read;
+use cli_common::{spawn, terminate, wait_open, wait_output, BIN};
+use common::{require_root, udp_exchange, Echo, Netns, Pair};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-macro_rules! require_root {
-    () => {
-        if !privileged() {
-            eprintln!("skipped: needs root and the `ip` tool");
-            return;
-        }
-    };
-}
-
-const BIN: &str = env!("CARGO_BIN_EXE_lindivert");
-
-fn spawn(args: &[&str]) -> Child {
-    Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run lindivert")
-}
-
-/// Wait until a lindivert table exists in `ns` (the command's handle is open).
-fn wait_open(ns: &Netns, child: &mut Child) {
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(10) {
-        if ns.tables().iter().any(|t| t.name.starts_with("lindivert_")) {
-            return;
-        }
-        if let Ok(Some(st)) = child.try_wait() {
-            let mut e = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut e).unwrap();
-            panic!("lindivert exited early ({st}): {e}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("the handle did not open within 10 s");
-}
-
-fn terminate(child: Child) -> Output {
-    let pid = child.id().to_string();
-    let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(st.success());
-    wait_output(child, Duration::from_secs(10))
-}
-
-fn wait_output(mut child: Child, limit: Duration) -> Output {
-    let t0 = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "lindivert did not exit in time; stdout: {} stderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn ns_cmd(ns: &Netns, args: &[&str]) -> Output {
     Command::new("ip")

@@ -2,42 +2,26 @@
 //! network namespaces joined by a veth pair (client and lindivert in `a`, servers in `b`).
 //! Needs root (skipped otherwise).
 
+mod cli_common;
 #[path = "../../lindivert/tests/common/mod.rs"]
 mod common;
 
-use common::{privileged, Netns, Pair};
+use cli_common::BIN;
+use common::{require_root, Netns, Pair};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-macro_rules! require_root {
-    () => {
-        if !privileged() {
-            eprintln!("skipped: needs root and the `ip` tool");
-            return;
-        }
-    };
-}
-
-const BIN: &str = env!("CARGO_BIN_EXE_lindivert");
+use std::time::Duration;
 
 /// A lindivert child process, killed (by its pid) if the test fails before it ends.
 struct Proc(Option<Child>);
 
 impl Proc {
     fn spawn(args: &[&str]) -> Proc {
-        Proc(Some(
-            Command::new(BIN)
-                .args(args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("run lindivert"),
-        ))
+        Proc(Some(cli_common::spawn(args)))
     }
 
     fn child(&mut self) -> &mut Child {
@@ -46,43 +30,12 @@ impl Proc {
 
     /// Wait until a lindivert table exists in `ns` (the command's handle is open).
     fn wait_open(&mut self, ns: &Netns) {
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(10) {
-            if ns.tables().iter().any(|t| t.name.starts_with("lindivert_")) {
-                return;
-            }
-            if let Ok(Some(st)) = self.child().try_wait() {
-                let mut e = String::new();
-                let _ = self.child().stderr.take().unwrap().read_to_string(&mut e);
-                panic!("lindivert exited early ({st}): {e}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the handle did not open within 10 s");
+        cli_common::wait_open(ns, self.child())
     }
 
     /// SIGTERM, then the output (the command must exit within 10 s).
     fn terminate(mut self) -> Output {
-        let mut child = self.0.take().unwrap();
-        let st = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let t0 = Instant::now();
-        while child.try_wait().unwrap().is_none() {
-            if t0.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "lindivert did not exit in time; stdout: {} stderr: {}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().unwrap()
+        cli_common::terminate(self.0.take().unwrap())
     }
 }
 

@@ -4,12 +4,12 @@
 
 mod common;
 
-use common::Netns;
+use common::{mapped, Netns};
 use lindivert::core::{Event, Flags};
 use lindivert::flow::{FlowHandle, FlowOptions};
 use lindivert::{Address, Error};
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -111,22 +111,9 @@ fn open(ns: &Netns, filter: &str, udp_timeout: Duration) -> FlowHandle {
         .unwrap_or_else(|e| panic!("open {filter:?}: {e}"))
 }
 
+/// Every event until nothing arrived for `idle`.
 fn drain(h: &FlowHandle, idle: Duration) -> Vec<Address> {
-    let mut out = Vec::new();
-    loop {
-        match h.recv_timeout(Some(idle)) {
-            Ok(a) => out.push(a),
-            Err(Error::Timeout) => return out,
-            Err(e) => panic!("recv: {e}"),
-        }
-    }
-}
-
-fn mapped(ip: IpAddr) -> Ipv6Addr {
-    match ip {
-        IpAddr::V4(v) => v.to_ipv6_mapped(),
-        IpAddr::V6(v) => v,
-    }
+    common::drain(|t| h.recv_timeout(t), idle)
 }
 
 fn find(

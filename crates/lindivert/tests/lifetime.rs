@@ -3,21 +3,12 @@
 
 mod common;
 
-use common::{privileged, udp_exchange, Echo, Netns, Pair};
+use common::{require_root, udp_exchange, Echo, Netns, Pair};
 use lindivert::{Error, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-macro_rules! require_root {
-    () => {
-        if !privileged() {
-            eprintln!("skipped: needs root and the `ip` tool");
-            return;
-        }
-    };
-}
 
 /// Not a test on its own: the child process of `kill_9_restores_traffic_and_removes_table`.
 /// Opens a divert handle in the namespace named by `LINDIVERT_TEST_NETNS`, prints READY and

@@ -3,21 +3,12 @@
 
 mod common;
 
-use common::{privileged, udp_exchange, Echo, Pair};
+use common::{kernel_queued, require_root, udp_exchange, Echo, Pair};
 use lindivert::{Address, Error, Flags, Handle, Layer, OpenOptions, Param};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-macro_rules! require_root {
-    () => {
-        if !privileged() {
-            eprintln!("skipped: needs root and the `ip` tool");
-            return;
-        }
-    };
-}
 
 fn open_in(pair: &Pair, filter: &str, flags: Flags) -> Handle {
     OpenOptions::new(filter)
@@ -388,20 +379,6 @@ fn tcp_stream_passthrough_with_gso() {
         data.len() as f64 * 8.0 / secs / 1e6,
         big.load(Ordering::Relaxed)
     );
-}
-
-/// The last id the kernel gave a packet of `queue` (= packets queued so far), read inside
-/// the namespace.
-fn kernel_queued(pair: &Pair, queue: u16) -> u64 {
-    pair.a.run(move || {
-        let s = std::fs::read_to_string("/proc/thread-self/net/netfilter/nfnetlink_queue")
-            .unwrap_or_default();
-        s.lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|v| v.len() >= 8 && v[0].parse::<u16>().ok() == Some(queue))
-            .map(|v| v[7].parse().unwrap())
-            .unwrap_or(0)
-    })
 }
 
 #[test]

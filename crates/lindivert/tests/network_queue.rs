@@ -4,19 +4,10 @@
 
 mod common;
 
-use common::{privileged, udp_exchange, Echo, Pair};
+use common::{kernel_queued, require_root, udp_exchange, Echo, Pair};
 use lindivert::{Error, Handle, OpenOptions, Param};
 use std::net::SocketAddr;
 use std::time::Duration;
-
-macro_rules! require_root {
-    () => {
-        if !privileged() {
-            eprintln!("skipped: needs root and the `ip` tool");
-            return;
-        }
-    };
-}
 
 fn open_in(pair: &Pair, opts: OpenOptions) -> Handle {
     opts.netns_path(pair.a.path()).open().expect("open handle")
@@ -30,19 +21,6 @@ fn tagged(n: usize, first: u8, tag: &str) -> Vec<Vec<u8>> {
             v
         })
         .collect()
-}
-
-/// Packets the kernel has queued to `queue` so far (its last packet id), read in `a`.
-fn kernel_queued(pair: &Pair, queue: u16) -> u64 {
-    pair.a.run(move || {
-        let s = std::fs::read_to_string("/proc/thread-self/net/netfilter/nfnetlink_queue")
-            .unwrap_or_default();
-        s.lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|v| v.len() >= 8 && v[0].parse::<u16>().ok() == Some(queue))
-            .map(|v| v[7].parse().unwrap())
-            .unwrap_or(0)
-    })
 }
 
 #[test]

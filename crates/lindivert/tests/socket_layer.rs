@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::Netns;
+use common::{mapped, Netns};
 use lindivert::core::filter::ebpf_sock::Hook;
 use lindivert::core::{Event, Flags};
 use lindivert::socket::{SocketHandle, SocketOptions};
@@ -32,21 +32,7 @@ fn open(ns: &Netns, filter: &str, flags: Flags) -> SocketHandle {
 
 /// Every event until nothing arrived for `idle`.
 fn drain(h: &SocketHandle, idle: Duration) -> Vec<Address> {
-    let mut out = Vec::new();
-    loop {
-        match h.recv_timeout(Some(idle)) {
-            Ok(a) => out.push(a),
-            Err(Error::Timeout) => return out,
-            Err(e) => panic!("recv: {e}"),
-        }
-    }
-}
-
-fn mapped(ip: IpAddr) -> Ipv6Addr {
-    match ip {
-        IpAddr::V4(v) => v.to_ipv6_mapped(),
-        IpAddr::V6(v) => v,
-    }
+    common::drain(|t| h.recv_timeout(t), idle)
 }
 
 struct Want {

@@ -290,11 +290,22 @@ fn emit_report(
     let no = a.label();
     emit_filter_in(a, obj, &flow_ctx(event, outbound, protocol), yes, no);
     a.bind(yes);
+    emit_event(a, &cfg.maps, event as u8, outbound);
+    a.ja(done);
+    a.bind(no);
+    if track {
+        emit_event(a, &cfg.maps, TRACK_ESTABLISHED, outbound);
+    }
+    a.ja(done);
+}
+
+/// Write the event byte `event` and the direction into the record, then report it.
+fn emit_event(a: &mut Asm, maps: &FlowMaps, event: u8, outbound: bool) {
     a.emit(Insn::st_mem(
         code::B,
         Reg::R10,
         REC + record::EVENT,
-        event as u8 as i32,
+        event as i32,
     ));
     a.emit(Insn::st_mem(
         code::B,
@@ -302,25 +313,7 @@ fn emit_report(
         REC + record::OUTBOUND,
         outbound as i32,
     ));
-    emit_output(a, &sock_maps(&cfg.maps));
-    a.ja(done);
-    a.bind(no);
-    if track {
-        a.emit(Insn::st_mem(
-            code::B,
-            Reg::R10,
-            REC + record::EVENT,
-            TRACK_ESTABLISHED as i32,
-        ));
-        a.emit(Insn::st_mem(
-            code::B,
-            Reg::R10,
-            REC + record::OUTBOUND,
-            outbound as i32,
-        ));
-        emit_output(a, &sock_maps(&cfg.maps));
-    }
-    a.ja(done);
+    emit_output(a, &sock_maps(maps));
 }
 
 /// Generate the program of `hook` for the FLOW filter `obj`.
@@ -667,14 +660,7 @@ fn skb(obj: &Object, cfg: &FlowConfig, egress: bool) -> Result<Vec<Insn>, SockGe
             pass,
         );
     } else {
-        a.emit(Insn::st_mem(
-            B,
-            R10,
-            REC + record::EVENT,
-            TRACK_ESTABLISHED as i32,
-        ));
-        a.emit(Insn::st_mem(B, R10, REC + record::OUTBOUND, egress as i32));
-        emit_output(&mut a, &sock_maps(m));
+        emit_event(&mut a, m, TRACK_ESTABLISHED, egress);
     }
     a.bind(pass);
     ret(&mut a, 1);

@@ -225,19 +225,21 @@ const _: () = assert!(core::mem::size_of::<TestRunAttr>() == 80);
 const _: () = assert!(core::mem::size_of::<MapCreateAttr>() == 48);
 const _: () = assert!(core::mem::size_of::<MapElemAttr>() == 32);
 
-/// Marker for the attribute structs: plain `#[repr(C)]` data without implicit padding.
-trait Attr {}
+/// Marker for the attribute structs: plain `#[repr(C)]` data without implicit padding
+/// (also implemented by those of [`super::cgroup`]).
+pub(super) trait Attr {}
 impl Attr for ProgLoadAttr {}
 impl Attr for TestRunAttr {}
 impl Attr for MapCreateAttr {}
 impl Attr for MapElemAttr {}
 
 /// `bpf(cmd, attr, sizeof(*attr))`.
-fn sys_bpf<A: Attr>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
+pub(super) fn sys_bpf<A: Attr>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a valid, exclusively borrowed `#[repr(C)]` struct matching the
-    // prefix of `union bpf_attr` that `cmd` uses, and its exact size is passed. Any user
-    // pointers inside it were set by the callers from live buffers of the sizes they
-    // declare (checked before the call) that outlive this call.
+    // prefix of `union bpf_attr` that `cmd` uses, and its exact size is passed (the kernel
+    // zero-extends the rest). Any user pointers inside it were set by the callers from
+    // live buffers of the sizes they declare (checked before the call) that outlive this
+    // call; the attribute structs of `cgroup` hold no pointers.
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -254,7 +256,7 @@ fn sys_bpf<A: Attr>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long>
 }
 
 /// Wrap a file descriptor number returned by the kernel.
-fn owned_fd(r: libc::c_long, call: &'static str) -> Result<OwnedFd, BpfError> {
+pub(super) fn owned_fd(r: libc::c_long, call: &'static str) -> Result<OwnedFd, BpfError> {
     let fd = libc::c_int::try_from(r).map_err(|_| BpfError::Syscall {
         call,
         source: io::Error::from_raw_os_error(libc::EBADF),

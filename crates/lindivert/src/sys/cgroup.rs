@@ -10,6 +10,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use super::bpf::{owned_fd, sys_bpf, Attr};
+
 const BPF_PROG_ATTACH: libc::c_long = 8;
 const BPF_PROG_DETACH: libc::c_long = 9;
 const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
@@ -55,29 +57,14 @@ struct NextIdAttr {
     open_flags: u32,
 }
 
-trait Attr {}
+// The layouts above must match the kernel's exactly (no implicit padding).
+const _: () = assert!(core::mem::size_of::<LinkCreateAttr>() == 16);
+const _: () = assert!(core::mem::size_of::<ProgAttachAttr>() == 20);
+const _: () = assert!(core::mem::size_of::<NextIdAttr>() == 12);
+
 impl Attr for LinkCreateAttr {}
 impl Attr for ProgAttachAttr {}
 impl Attr for NextIdAttr {}
-
-fn sys_bpf<A: Attr>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is an exclusively borrowed `#[repr(C)]` struct of plain integers that
-    // matches the prefix of `union bpf_attr` used by `cmd`; its exact size is passed and the
-    // kernel zero-extends the rest. No pointers are passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut A as *mut libc::c_void,
-            core::mem::size_of::<A>() as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
 
 fn is_cgroup2(path: &Path) -> bool {
     let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
@@ -154,9 +141,7 @@ pub fn link_create(
         flags: 0,
     };
     let r = sys_bpf(BPF_LINK_CREATE, &mut attr)?;
-    let fd = libc::c_int::try_from(r).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    owned_fd(r, "BPF_LINK_CREATE").map_err(io::Error::from)
 }
 
 /// `BPF_PROG_ATTACH` (legacy attachment; it outlives the process until

@@ -226,3 +226,53 @@ pub fn udp_exchange(
         replies
     })
 }
+
+/// Skip the rest of a test (with a message) unless [`privileged`].
+#[allow(unused_macros)]
+macro_rules! require_root {
+    () => {
+        if !$crate::common::privileged() {
+            eprintln!("skipped: needs root and the `ip` tool");
+            return;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use require_root;
+
+/// Packets the kernel has queued to nfnetlink `queue` so far (its last packet id), read
+/// inside `pair.a`.
+pub fn kernel_queued(pair: &Pair, queue: u16) -> u64 {
+    pair.a.run(move || {
+        let s = std::fs::read_to_string("/proc/thread-self/net/netfilter/nfnetlink_queue")
+            .unwrap_or_default();
+        s.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|v| v.len() >= 8 && v[0].parse::<u16>().ok() == Some(queue))
+            .map(|v| v[7].parse().unwrap())
+            .unwrap_or(0)
+    })
+}
+
+/// Every event `recv_timeout` returns until nothing arrived for `idle`.
+pub fn drain(
+    mut recv_timeout: impl FnMut(Option<Duration>) -> Result<lindivert::Address, lindivert::Error>,
+    idle: Duration,
+) -> Vec<lindivert::Address> {
+    let mut out = Vec::new();
+    loop {
+        match recv_timeout(Some(idle)) {
+            Ok(a) => out.push(a),
+            Err(lindivert::Error::Timeout) => return out,
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+}
+
+/// `ip` as an IPv6 address (IPv4 mapped), as the FLOW and SOCKET layers report addresses.
+pub fn mapped(ip: std::net::IpAddr) -> std::net::Ipv6Addr {
+    match ip {
+        std::net::IpAddr::V4(v) => v.to_ipv6_mapped(),
+        std::net::IpAddr::V6(v) => v,
+    }
+}
