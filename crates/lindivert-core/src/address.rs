@@ -155,6 +155,28 @@ impl Address {
 
 /// The exact 80-byte `WINDIVERT_ADDRESS`, `#[repr(C)]`: the form the C ABI uses.
 /// See [`RawAddress`]'s conversions to and from [`Address`].
+///
+/// ```
+/// use lindivert_core::{Address, AddressError, LayerData, NetworkData, RawAddress};
+///
+/// let mut a = Address::network(true);
+/// a.timestamp = 123_456_789;
+/// a.data = LayerData::Network(NetworkData { if_idx: 2, sub_if_idx: 0 });
+///
+/// // Address -> RawAddress -> 80 C bytes -> RawAddress -> Address is the identity.
+/// let raw = RawAddress::from(&a);
+/// assert_eq!(std::mem::size_of::<RawAddress>(), 80);
+/// assert!(raw.outbound() && !raw.sniffed());
+/// let bytes: [u8; 80] = raw.to_bytes();
+/// let back = Address::try_from(&RawAddress::from_bytes(&bytes)).unwrap();
+/// assert_eq!(back, a);
+/// assert_eq!(back.network_data().unwrap().if_idx, 2);
+///
+/// // Not every C address is valid: the layer bits must name a layer.
+/// let mut bad = raw;
+/// bad.bits = (bad.bits & !0xFF) | 7;
+/// assert_eq!(Address::try_from(&bad), Err(AddressError::BadLayer(7)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct RawAddress {

@@ -252,7 +252,22 @@ impl Flags {
         Flags(self.0 | other.0)
     }
 
-    /// WinDivert's flag validity rules, without the per-layer requirements.
+    /// WinDivert's flag validity rules, without the per-layer requirements (see
+    /// [`Flags::validate_for`]).
+    ///
+    /// ```
+    /// use lindivert_core::types::FlagsError;
+    /// use lindivert_core::{Flags, Layer};
+    ///
+    /// assert!((Flags::SNIFF | Flags::FRAGMENTS).validate().is_ok());
+    /// assert_eq!((Flags::SNIFF | Flags::DROP).validate(), Err(FlagsError::SniffAndDrop));
+    /// assert_eq!(Flags::from_bits_retain(0x100).validate(), Err(FlagsError::UnknownBits(0x100)));
+    ///
+    /// // FLOW handles must be SNIFF | RECV_ONLY.
+    /// assert!(Flags::SNIFF.validate_for(Layer::Flow).is_err());
+    /// assert!((Flags::SNIFF | Flags::RECV_ONLY).validate_for(Layer::Flow).is_ok());
+    /// assert_eq!((Flags::SNIFF | Flags::RECV_ONLY).to_string(), "SNIFF|RECV_ONLY");
+    /// ```
     pub fn validate(self) -> Result<(), FlagsError> {
         if self.0 & !Flags::ALL.0 != 0 {
             return Err(FlagsError::UnknownBits(self.0 & !Flags::ALL.0));
@@ -441,6 +456,18 @@ impl Param {
     }
 
     /// Check a value for [`Param`] before setting it.
+    ///
+    /// ```
+    /// use lindivert_core::types::ParamError;
+    /// use lindivert_core::Param;
+    ///
+    /// assert_eq!(Param::QueueLength.default_value(), 4096);
+    /// assert!(Param::QueueLength.check(8192).is_ok());
+    /// let err = Param::QueueLength.check(20000).unwrap_err();
+    /// assert!(matches!(err, ParamError::OutOfRange { min: 32, max: 16384, .. }));
+    /// assert_eq!(err.to_string(), "QueueLength = 20000 is outside [32, 16384]");
+    /// assert_eq!(Param::VersionMajor.check(2), Err(ParamError::ReadOnly(Param::VersionMajor)));
+    /// ```
     pub fn check(self, value: u64) -> Result<(), ParamError> {
         if !self.is_writable() {
             return Err(ParamError::ReadOnly(self));

@@ -1,4 +1,30 @@
 //! The library's error type.
+//!
+//! Every fallible operation of the crate returns [`Error`]. Its variants name the
+//! WinDivert error a C caller would get (the C ABI in `lindivert-ffi` maps them to
+//! `GetLastError`-style errno values), and the causes Linux adds: a missing capability
+//! ([`Error::PermissionDenied`], with the capability to grant) or kernel feature
+//! ([`Error::MissingKernelFeature`], with the config option to enable). Netlink failures
+//! that have no clearer meaning are [`Error::Netlink`] (request name and errno), other
+//! system errors [`Error::Io`]. The enum is `#[non_exhaustive]`: match with a `_` arm.
+//!
+//! ```
+//! use lindivert::Error;
+//!
+//! fn describe(e: &Error) -> &'static str {
+//!     match e {
+//!         Error::InvalidFilter { .. } | Error::InvalidParameter(_) => "fix the call",
+//!         Error::PermissionDenied { .. } => "run with CAP_NET_ADMIN",
+//!         Error::MissingKernelFeature { .. } => "the kernel cannot do this",
+//!         Error::Timeout => "nothing arrived in time",
+//!         Error::NoData | Error::Closed => "the handle is shut down",
+//!         _ => "system error",
+//!     }
+//! }
+//! let e = Error::InvalidFilter { message: "unknown field".into(), position: 4 };
+//! assert_eq!(describe(&e), "fix the call");
+//! assert_eq!(e.to_string(), "invalid filter at byte 4: unknown field");
+//! ```
 
 use crate::sys::nfnl::NlError;
 use std::fmt;

@@ -126,6 +126,40 @@ struct RecvState {
 }
 
 /// A FLOW-layer handle (WinDivert `WINDIVERT_LAYER_FLOW`).
+///
+/// Reports ESTABLISHED and DELETED events (never blocks anything: FLOW requires
+/// `SNIFF | RECV_ONLY`) as [`Address`]es whose [`flow_data`](Address::flow_data) names the
+/// flow's endpoints, protocol and process. Needs `CAP_NET_ADMIN` and `CAP_BPF` (or
+/// `CAP_SYS_ADMIN`).
+///
+/// ```no_run
+/// use lindivert::core::Event;
+/// use lindivert::flow::{FlowHandle, FlowOptions};
+/// use lindivert::Flags;
+/// use std::time::Duration;
+///
+/// # fn main() -> Result<(), lindivert::Error> {
+/// let h = FlowHandle::open("tcp and remotePort == 443", 0, Flags::SNIFF | Flags::RECV_ONLY)?;
+/// let addr = h.recv()?;
+/// let f = addr.flow_data().expect("a FLOW address");
+/// let what = if addr.event == Event::FlowEstablished { "new" } else { "gone" };
+/// println!("{what}: pid {} [{}]:{} -> [{}]:{}", f.process_id,
+///          f.local_addr, f.local_port, f.remote_addr, f.remote_port);
+/// h.close()?;
+///
+/// // UDP flows in another namespace, ended after 5 s without packets.
+/// let h = FlowOptions::new("udp")
+///     .udp_timeout(Duration::from_secs(5))
+///     .netns_path("/var/run/netns/test")
+///     .open()?;
+/// match h.recv_timeout(Some(Duration::from_secs(1))) {
+///     Ok(addr) => println!("{:?} {:?}", addr.event, addr.flow_data()),
+///     Err(lindivert::Error::Timeout) => println!("no UDP flow within 1 s"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct FlowHandle {
     filter: Filter,
     flags: Flags,

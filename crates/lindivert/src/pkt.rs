@@ -1,6 +1,32 @@
 //! The packet identity the handle uses to match a sent packet to its queued original, and
 //! the checksum repair before a verdict or an injection (both on top of
 //! `lindivert_core::packet`).
+//!
+//! Contract: everything here is pure (no system calls) and never panics on any input.
+//! [`flow_key`] and [`bytes_hash`] are in-process hashes: equal inputs give equal values,
+//! different inputs almost always different ones, but the values are not stable across
+//! versions and not meant to be stored or sent. [`repair_checksums`] only writes checksum
+//! fields.
+//!
+//! ```
+//! use lindivert::pkt::{bytes_hash, flow_key, repair_checksums};
+//! use lindivert::core::packet::{parse, verify_checksums};
+//! use lindivert::Address;
+//!
+//! // IPv4 + UDP 10.0.0.1:12345 -> 10.0.0.2:53, checksums zero.
+//! let mut pkt = [
+//!     0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+//!     0x30, 0x39, 0, 53, 0, 8, 0, 0,
+//! ];
+//! let key = flow_key(&parse(&pkt).unwrap());
+//! let hash = bytes_hash(&pkt);
+//!
+//! // The address's checksum bits are clear: the IPv4 and UDP checksums are filled in.
+//! repair_checksums(&mut pkt, &Address::network(true));
+//! assert!(verify_checksums(&pkt).unwrap().all_valid());
+//! assert_eq!(flow_key(&parse(&pkt).unwrap()), key); // same flow
+//! assert_ne!(bytes_hash(&pkt), hash); // other bytes
+//! ```
 
 use lindivert_core::packet::{calc_checksums, ChecksumFlags, ParsedPacket};
 use lindivert_core::Address;

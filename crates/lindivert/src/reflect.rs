@@ -1,6 +1,6 @@
 //! The REFLECT layer: open/close events of the lindivert handles of a network namespace.
 //!
-//! The handles are found in the [registry](crate::registry) (nftables owner tables). A
+//! The handles are found in the [`registry`] (nftables owner tables). A
 //! [`ReflectHandle`] subscribes to the `NFNLGRP_NFTABLES` multicast group, then lists the
 //! registry and queues an OPEN event for every handle already open; afterwards it turns
 //! NEWRULE notifications of registry chains into OPEN and DELTABLE notifications into
@@ -109,6 +109,40 @@ struct State {
 }
 
 /// A REFLECT-layer handle (WinDivert `WINDIVERT_LAYER_REFLECT`).
+///
+/// Reports an OPEN event for every lindivert handle already open in the namespace, then
+/// OPEN and CLOSE as handles come and go, each with the handle's filter object string (see
+/// the [module documentation](self)). REFLECT requires `SNIFF | RECV_ONLY`; opening it needs
+/// `CAP_NET_ADMIN`.
+///
+/// ```no_run
+/// use lindivert::core::filter::{format::format, object::decode};
+/// use lindivert::reflect::{ReflectHandle, ReflectOptions};
+/// use lindivert::Flags;
+///
+/// # fn main() -> Result<(), lindivert::Error> {
+/// let h = ReflectHandle::open("true", 0, Flags::SNIFF | Flags::RECV_ONLY)?;
+/// let (object, addr) = h.recv()?;
+/// let r = addr.reflect_data().expect("a REFLECT address");
+/// // The object string ends with a NUL; decode it to print the handle's filter.
+/// let text = std::str::from_utf8(&object).unwrap().trim_end_matches('\0');
+/// let filter = match decode(text, r.layer) {
+///     Ok(obj) => format(&obj, r.layer),
+///     Err(_) => text.to_string(),
+/// };
+/// println!("{:?}: pid {} {} priority {}: {filter}",
+///          addr.event, r.process_id, r.layer, r.priority);
+/// h.close()?;
+///
+/// // Only the NETWORK handles of another namespace.
+/// let h = ReflectOptions::new("layer == NETWORK")
+///     .netns_path("/var/run/netns/test")
+///     .open()?;
+/// let (_, addr) = h.recv()?;
+/// println!("{:?}", addr.reflect_data());
+/// # Ok(())
+/// # }
+/// ```
 pub struct ReflectHandle {
     filter: Filter,
     flags: Flags,

@@ -426,6 +426,26 @@ pub(crate) fn list_on(sock: &NetlinkSocket, seq: u32) -> Result<Vec<Registered>,
 }
 
 /// Every handle registered in `netns` (the calling thread's when `None`).
+///
+/// A snapshot (two nftables dumps: tables, then registry rules; needs `CAP_NET_ADMIN`).
+/// Tables whose registry data is incomplete or invalid (e.g. created between the two dumps)
+/// are left out.
+///
+/// ```no_run
+/// use lindivert::registry;
+/// use lindivert::sys::netns::NetNs;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// for r in registry::list(None)? {
+///     let i = &r.info;
+///     println!("{}: pid {} {} priority {} flags {} {}", r.table, i.process_id, i.layer,
+///              i.priority, i.flags, i.object);
+/// }
+/// let ns = NetNs::named("test")?;
+/// println!("{} handles in netns test", registry::list(Some(&ns))?.len());
+/// # Ok(())
+/// # }
+/// ```
 pub fn list(netns: Option<&NetNs>) -> Result<Vec<Registered>, Error> {
     crate::sys::netns::run_in(netns, || {
         let sock = NetlinkSocket::open(NETLINK_NETFILTER).map_err(|e| io_nl("open netlink", e))?;

@@ -107,6 +107,37 @@ struct RecvState {
 }
 
 /// A SOCKET-layer handle (WinDivert `WINDIVERT_LAYER_SOCKET`).
+///
+/// Events come from [`SocketHandle::recv`] as [`Address`]es whose
+/// [`flow_data`](Address::flow_data) (a [`SocketData`](lindivert_core::SocketData)) names the
+/// socket, its endpoints and process.
+/// Without `SNIFF` a matching BIND/CONNECT/LISTEN/ACCEPT is refused (see the
+/// [module documentation](self)). Needs `CAP_NET_ADMIN` and `CAP_BPF` (or `CAP_SYS_ADMIN`).
+///
+/// ```no_run
+/// use lindivert::socket::{SocketHandle, SocketOptions};
+/// use lindivert::Flags;
+/// use std::time::Duration;
+///
+/// # fn main() -> Result<(), lindivert::Error> {
+/// // Watch (SNIFF: do not refuse) every TCP connect() in the calling thread's namespace.
+/// let h = SocketHandle::open("event == CONNECT and tcp", 0, Flags::SNIFF | Flags::RECV_ONLY)?;
+/// let addr = h.recv()?;
+/// let s = addr.flow_data().expect("a SOCKET address");
+/// println!("{:?}: pid {} -> [{}]:{}", addr.event, s.process_id, s.remote_addr, s.remote_port);
+/// h.close()?;
+///
+/// // Refuse bind() to port 8080 inside another namespace, for a while.
+/// let h = SocketOptions::new("event == BIND and localPort == 8080")
+///     .flags(Flags::RECV_ONLY)
+///     .netns_path("/var/run/netns/test")
+///     .open()?;
+/// while let Ok(addr) = h.recv_timeout(Some(Duration::from_secs(10))) {
+///     println!("refused {:?}", addr.flow_data());
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct SocketHandle {
     filter: Filter,
     flags: Flags,

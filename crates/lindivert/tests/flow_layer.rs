@@ -375,3 +375,72 @@ fn preexisting_listener_and_connection() {
     // The connection established before the open ends without a DELETED.
     assert_eq!(evs.len(), 4, "{evs:#?}");
 }
+
+/// Not a test on its own: the child process of `kill_9_removes_flow_programs_and_links`.
+/// Opens a FLOW handle in the namespace `LDT_FLOW_KILL_HELPER` names, prints
+/// `READY <pid> hooks=<n> progs=<id,...> links=<id,...>` (the BPF objects it holds
+/// descriptors of) and keeps the handle until stdin closes or it is killed.
+#[test]
+#[ignore]
+fn kill_9_flow_helper() {
+    let Ok(path) = std::env::var("LDT_FLOW_KILL_HELPER") else {
+        return;
+    };
+    let h = FlowOptions::new("true")
+        .flags(Flags::SNIFF | Flags::RECV_ONLY)
+        .netns_path(path)
+        .open()
+        .expect("helper open");
+    let (mut progs, mut links) = common::fdinfo_bpf_ids(std::process::id());
+    // A link's fdinfo names its program too.
+    progs.sort_unstable();
+    progs.dedup();
+    links.sort_unstable();
+    links.dedup();
+    println!(
+        "READY {} hooks={} progs={} links={}",
+        std::process::id(),
+        h.hooks().len(),
+        common::join_ids(&progs),
+        common::join_ids(&links)
+    );
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    drop(h);
+}
+
+#[test]
+fn kill_9_removes_flow_programs_and_links() {
+    if std::env::var("LDT_FLOW_KILL_HELPER").is_ok() {
+        return;
+    }
+    require_root();
+    let ns = Netns::new("flowkill");
+    let (mut child, ready) =
+        common::start_helper("kill_9_flow_helper", "LDT_FLOW_KILL_HELPER", &ns.path());
+    let f: Vec<&str> = ready.split_whitespace().collect();
+    assert_eq!(f.len(), 4, "{ready}");
+    assert_eq!(f[0], child.0.id().to_string(), "{ready}");
+    let hooks: usize = f[1].strip_prefix("hooks=").unwrap().parse().unwrap();
+    let progs = common::parse_ids(f[2].strip_prefix("progs=").unwrap());
+    let links = common::parse_ids(f[3].strip_prefix("links=").unwrap());
+    // "true" needs every hook: one program and one link each.
+    assert_eq!(
+        hooks,
+        lindivert::core::filter::ebpf_flow::FlowHook::ALL.len()
+    );
+    assert_eq!((progs.len(), links.len()), (hooks, hooks), "{ready}");
+    let (lp, ll) = (
+        lindivert::sys::cgroup::prog_ids().unwrap(),
+        lindivert::sys::cgroup::link_ids().unwrap(),
+    );
+    assert!(progs.iter().all(|p| lp.contains(p)), "{ready}");
+    assert!(links.iter().all(|l| ll.contains(l)), "{ready}");
+    let killed = Instant::now();
+    common::kill_9(&mut child);
+    common::wait_bpf_ids_gone(&progs, &links, killed, Duration::from_secs(1));
+    eprintln!(
+        "FLOW programs and links gone {:?} after kill -9",
+        killed.elapsed()
+    );
+}

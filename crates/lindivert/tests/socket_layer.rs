@@ -594,3 +594,91 @@ fn descriptor_polls_queued_events() {
     h.shutdown(lindivert::core::Shutdown::Recv).unwrap();
     assert!(readable(Duration::ZERO));
 }
+
+/// Not a test on its own: the child process of `kill_9_removes_programs_and_unblocks`.
+/// Opens a blocking SOCKET handle (`LDT_SOCKET_KILL_HELPER` = `NETNS_PATH|FILTER`), prints
+/// `READY <pid> progs=<id,...> links=<id,...>` and holds the handle until stdin closes (so it
+/// never outlives the test) or it is killed.
+#[test]
+#[ignore]
+fn kill_9_helper() {
+    let Ok(spec) = std::env::var("LDT_SOCKET_KILL_HELPER") else {
+        return;
+    };
+    let (path, filter) = spec.split_once('|').unwrap();
+    let h = SocketOptions::new(filter)
+        .flags(Flags::RECV_ONLY)
+        .netns_path(path)
+        .open()
+        .expect("helper open");
+    let att = h.attachments();
+    let progs: Vec<u32> = att.iter().map(|a| a.1).collect();
+    let links: Vec<u32> = att.iter().map(|a| a.2).collect();
+    println!(
+        "READY {} progs={} links={}",
+        std::process::id(),
+        common::join_ids(&progs),
+        common::join_ids(&links)
+    );
+    let mut sink = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    drop(h);
+}
+
+#[test]
+fn kill_9_removes_programs_and_unblocks() {
+    if std::env::var("LDT_SOCKET_KILL_HELPER").is_ok() {
+        return;
+    }
+    require_root();
+    let ns = Netns::new("sockkill");
+    let (mut child, ready) = common::start_helper(
+        "kill_9_helper",
+        "LDT_SOCKET_KILL_HELPER",
+        &format!("{}|event == BIND and localPort == 7801", ns.path()),
+    );
+    let pid = child.0.id();
+    let f: Vec<&str> = ready.split_whitespace().collect();
+    assert_eq!(f.len(), 3, "{ready}");
+    assert_eq!(f[0], pid.to_string(), "{ready}");
+    let progs = common::parse_ids(f[1].strip_prefix("progs=").unwrap());
+    let links = common::parse_ids(f[2].strip_prefix("links=").unwrap());
+    assert!(!progs.is_empty() && progs.len() == links.len(), "{ready}");
+    assert!(
+        progs.iter().chain(&links).all(|&i| i != 0),
+        "unknown id: {ready}"
+    );
+    // The ids are the child's own descriptors, and live in the kernel.
+    let (fp, fl) = common::fdinfo_bpf_ids(pid);
+    assert!(progs.iter().all(|p| fp.contains(p)), "{ready} vs {fp:?}");
+    assert!(links.iter().all(|l| fl.contains(l)), "{ready} vs {fl:?}");
+    let (lp, ll) = (cgroup::prog_ids().unwrap(), cgroup::link_ids().unwrap());
+    assert!(progs.iter().all(|p| lp.contains(p)));
+    assert!(links.iter().all(|l| ll.contains(l)));
+    // The child's handle blocks the bind in the namespace.
+    ns.run(|| {
+        let e = TcpListener::bind("127.0.0.1:7801").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+    });
+
+    // kill -9 by pid; its stdin stays open, so only the kill can end the child.
+    let killed = Instant::now();
+    common::kill_9(&mut child);
+    let limit = Duration::from_secs(1);
+    loop {
+        if ns.run(|| TcpListener::bind("127.0.0.1:7801").is_ok()) {
+            break;
+        }
+        assert!(
+            killed.elapsed() < limit,
+            "bind still refused {:?} after kill -9",
+            killed.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    common::wait_bpf_ids_gone(&progs, &links, killed, limit);
+    eprintln!(
+        "unblocked and cleaned up {:?} after kill -9",
+        killed.elapsed()
+    );
+}

@@ -311,6 +311,33 @@ fn transport_checksum(packet: &[u8], l: &Layout) -> Option<u16> {
 /// The transport checksum covers the whole segment, from the transport header to the end of
 /// the IP packet. (With a TCP data offset pointing beyond the packet WinDivert would read past
 /// the end of the buffer; the segment is used instead.)
+///
+/// ```
+/// use lindivert_core::packet::{calc_checksums, verify_checksums, ChecksumError, ChecksumFlags};
+/// use lindivert_core::Address;
+///
+/// // IPv4 + UDP 10.0.0.1:12345 -> 10.0.0.2:53, 4 payload bytes, both checksums zero.
+/// let mut pkt = [
+///     0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+///     0x30, 0x39, 0, 53, 0, 12, 0, 0,
+///     b'a', b'b', b'c', b'd',
+/// ];
+/// assert!(!verify_checksums(&pkt).unwrap().all_valid());
+///
+/// let done = calc_checksums(&mut pkt, ChecksumFlags::NONE).unwrap();
+/// assert!(done.ip && done.udp && !done.tcp);
+/// assert!(verify_checksums(&pkt).unwrap().all_valid());
+///
+/// // Record what was computed in the packet's address, as WinDivert does.
+/// let mut addr = Address::network(true);
+/// done.apply_to(&mut addr);
+/// assert!(addr.ip_checksum && addr.udp_checksum);
+///
+/// // Flags skip checksums; a truncated packet has no computable transport checksum.
+/// let done = calc_checksums(&mut pkt, ChecksumFlags::NO_UDP_CHECKSUM).unwrap();
+/// assert!(done.ip && !done.udp);
+/// assert_eq!(calc_checksums(&mut pkt[..30], ChecksumFlags::NONE), Err(ChecksumError::Truncated));
+/// ```
 pub fn calc_checksums(
     packet: &mut [u8],
     flags: ChecksumFlags,

@@ -1,4 +1,7 @@
 //! Processes: send a signal by process id (for `lindivert ctl kill`).
+//!
+//! Contract: only ever signals one process; a process id of 0 or one that does not fit a
+//! `pid_t` (which `kill(2)` would treat as a process group) is refused with `ESRCH`.
 
 use std::io;
 

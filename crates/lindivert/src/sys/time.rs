@@ -1,4 +1,11 @@
 //! Clocks.
+//!
+//! lindivert timestamps ([`Address::timestamp`](lindivert_core::Address::timestamp), the
+//! registry's open time) are `CLOCK_MONOTONIC` nanoseconds, the Linux counterpart of
+//! WinDivert's `QueryPerformanceCounter` timestamps: they never go backwards and do not
+//! count time the machine was suspended, and they mean nothing across machines or reboots.
+//! [`realtime_to_monotonic`] converts wall-clock times (e.g. the kernel's realtime packet
+//! timestamps) to that clock.
 
 /// `CLOCK_MONOTONIC` in nanoseconds (the timestamp of lindivert addresses).
 pub fn monotonic_ns() -> i64 {

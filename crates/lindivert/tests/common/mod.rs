@@ -276,3 +276,122 @@ pub fn mapped(ip: std::net::IpAddr) -> std::net::Ipv6Addr {
         std::net::IpAddr::V6(v) => v,
     }
 }
+
+/// The BPF program and link ids a process holds descriptors of (`prog_id:` and `link_id:`
+/// in `/proc/PID/fdinfo/*`).
+pub fn fdinfo_bpf_ids(pid: u32) -> (Vec<u32>, Vec<u32>) {
+    let (mut progs, mut links) = (Vec::new(), Vec::new());
+    for e in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let s = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
+        for l in s.lines() {
+            if let Some(v) = l.strip_prefix("prog_id:") {
+                progs.push(v.trim().parse().unwrap());
+            } else if let Some(v) = l.strip_prefix("link_id:") {
+                links.push(v.trim().parse().unwrap());
+            }
+        }
+    }
+    (progs, links)
+}
+
+/// `1,2,3` (or the empty string) as numbers.
+pub fn parse_ids(v: &str) -> Vec<u32> {
+    v.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect()
+}
+
+/// Comma-separated ids (the inverse of [`parse_ids`]).
+pub fn join_ids(v: &[u32]) -> String {
+    v.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A child process a test started; SIGKILLed (by its pid) and reaped on drop if it is
+/// still running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Re-run this test binary as a helper: only the (ignored) test `name`, with `env_key` =
+/// `env_val`, stdin and stdout piped. Waits for the helper's `READY ...` line and returns the
+/// child and the text after `READY `. The helper should exit when its stdin closes.
+pub fn start_helper(name: &str, env_key: &str, env_val: &str) -> (KillOnDrop, String) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = KillOnDrop(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                name,
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(env_key, env_val)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = std::io::BufReader::new(child.0.stdout.take().unwrap()).lines();
+    // The harness prints "test NAME ... " on the same line.
+    let ready = loop {
+        let l = lines
+            .next()
+            .expect("the helper exited before READY")
+            .unwrap();
+        if let Some(i) = l.find("READY ") {
+            break l[i + 6..].to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, ready)
+}
+
+/// `kill -9 PID` of the child `c`, then reap it; asserts it died of SIGKILL.
+pub fn kill_9(c: &mut KillOnDrop) {
+    // Not reaped yet, so the pid cannot have been reused.
+    let pid = c.0.id().to_string();
+    let st = Command::new("kill").args(["-9", &pid]).status().unwrap();
+    assert!(st.success(), "kill -9 {pid}: {st}");
+    let st = c.0.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&st),
+        Some(9),
+        "{st}"
+    );
+}
+
+/// Wait up to `limit` until none of `progs` / `links` exists in the kernel; the time it
+/// took, or a panic naming what is left.
+pub fn wait_bpf_ids_gone(progs: &[u32], links: &[u32], since: std::time::Instant, limit: Duration) {
+    loop {
+        let (lp, ll) = (
+            lindivert::sys::cgroup::prog_ids().unwrap(),
+            lindivert::sys::cgroup::link_ids().unwrap(),
+        );
+        let left_p: Vec<u32> = progs.iter().copied().filter(|p| lp.contains(p)).collect();
+        let left_l: Vec<u32> = links.iter().copied().filter(|l| ll.contains(l)).collect();
+        if left_p.is_empty() && left_l.is_empty() {
+            return;
+        }
+        assert!(
+            since.elapsed() < limit,
+            "programs {left_p:?} / links {left_l:?} still present {:?} after kill -9",
+            since.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
