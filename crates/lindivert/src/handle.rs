@@ -96,8 +96,21 @@ pub const PACKET_OVERHEAD: usize = 128;
 /// worker leaves the queue socket to it.
 const BUSY_NS: i64 = 5_000_000;
 
+/// While packets it read wait for the application, the worker reads the queue socket again
+/// only after this pause.
+const WORKER_NAP: Duration = Duration::from_millis(1);
+
 /// Receive buffers per queue (one `recvmmsg` reads at most this many messages).
 const SLOTS: usize = 64;
+
+/// `QState::refs` of a receive buffer lent to a thread blocked in `recvmmsg` (no lock held).
+const LENT: u32 = u32::MAX;
+
+/// A `recv` that is the only one waiting on its queue blocks in `recvmmsg` on the queue
+/// socket itself (no epoll round) for at most this long at a time (`SO_RCVTIMEO`, in steps
+/// of `DIRECT_STEP`); a shorter remaining timeout waits on the epoll set instead.
+const DIRECT_MAX: Duration = Duration::from_millis(100);
+const DIRECT_STEP: Duration = Duration::from_millis(10);
 
 /// Send held-back verdicts once this many wait (or this many bytes).
 const FLUSH_COUNT: usize = 64;
@@ -265,6 +278,8 @@ struct QState {
     ready: bool,
     closing: bool,
     netlink_errors: u64,
+    /// The socket's current `SO_RCVTIMEO` (zero: not set yet).
+    rcvtimeo: Duration,
 }
 
 impl QState {
@@ -285,6 +300,7 @@ impl QState {
             ready: false,
             closing: false,
             netlink_errors: 0,
+            rcvtimeo: Duration::ZERO,
         }
     }
 
@@ -360,7 +376,10 @@ impl QState {
             };
             self.entries[i].data = new;
         }
-        self.refs.iter_mut().for_each(|r| *r = 0);
+        self.refs
+            .iter_mut()
+            .filter(|r| **r != LENT)
+            .for_each(|r| *r = 0);
     }
 
     /// The oldest packet that stays in the kernel queue (for batch verdicts).
@@ -384,10 +403,12 @@ impl QState {
     /// Send held-back verdicts if the application has nothing buffered left to work
     /// through, or enough wait.
     fn flush_due(&self) -> bool {
-        !self.verdicts.is_empty()
-            && (self.rx_len == 0
-                || self.verdicts.len() >= FLUSH_COUNT
-                || self.verdicts.bytes() >= FLUSH_BYTES)
+        !self.verdicts.is_empty() && (self.rx_len == 0 || self.flush_full())
+    }
+
+    /// Enough held-back verdicts to send them anyway.
+    fn flush_full(&self) -> bool {
+        self.verdicts.len() >= FLUSH_COUNT || self.verdicts.bytes() >= FLUSH_BYTES
     }
 }
 
@@ -399,6 +420,10 @@ struct QueueCtx {
     /// This queue's socket and ready flag.
     epoll: Epoll,
     ready: EventFlag,
+    /// Whether `ready` is kept up to date: only once something waits on an epoll set
+    /// (an application polling the handle's descriptor, or a `recv` that cannot block on
+    /// the socket directly); until then the flag costs no system calls.
+    signal: AtomicBool,
     last_activity: AtomicI64,
     waiters: AtomicU32,
 }
@@ -417,6 +442,9 @@ impl QueueCtx {
     }
 
     fn update_ready(&self, st: &mut QState) {
+        if !self.signal.load(Ordering::Relaxed) {
+            return;
+        }
         let want = st.rx_len > 0;
         if want != st.ready {
             st.ready = want;
@@ -425,6 +453,14 @@ impl QueueCtx {
             } else {
                 self.ready.clear();
             }
+        }
+    }
+
+    /// Keep the ready flag up to date from now on (must not be called with the lock held).
+    fn enable_signal(&self) {
+        if !self.signal.swap(true, Ordering::AcqRel) {
+            let mut st = self.lock();
+            self.update_ready(&mut st);
         }
     }
 
@@ -707,6 +743,7 @@ impl Handle {
                 state: Mutex::new(QState::new()),
                 epoll: qe,
                 ready,
+                signal: AtomicBool::new(false),
                 last_activity: AtomicI64::new(0),
                 waiters: AtomicU32::new(0),
             });
@@ -932,6 +969,7 @@ impl AsRawFd for Handle {
     /// sockets and internal "buffered" flags). Poll it, then call `recv_timeout` with a zero
     /// timeout.
     fn as_raw_fd(&self) -> RawFd {
+        self.inner.queues.iter().for_each(QueueCtx::enable_signal);
         self.inner.epoll.as_raw_fd()
     }
 }
@@ -1000,7 +1038,9 @@ impl QueueRef<'_> {
 impl AsRawFd for QueueRef<'_> {
     /// Readable when `recv` on this queue may have a packet.
     fn as_raw_fd(&self) -> RawFd {
-        self.handle.inner.queues[self.index].epoll.as_raw_fd()
+        let q = &self.handle.inner.queues[self.index];
+        q.enable_signal();
+        q.epoll.as_raw_fd()
     }
 }
 
@@ -1110,9 +1150,75 @@ impl Inner {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) => return Err(Error::Io(e)),
         };
+        let lens = std::mem::take(&mut st.lens);
+        self.absorb(qi, q, st, &idx[..n], &lens[..n], monotonic_ns());
+        st.lens = lens;
+        Ok(n)
+    }
+
+    /// Block in `recvmmsg` on queue `qi`'s socket (up to `wait`) without holding its lock:
+    /// the free receive buffers are lent out meanwhile. Sends the waiting verdicts first.
+    /// Returns the lock again, with what arrived classified.
+    fn pump_direct<'a>(
+        &'a self,
+        qi: usize,
+        q: &'a QueueCtx,
+        mut st: MutexGuard<'a, QState>,
+        wait: Duration,
+    ) -> Result<MutexGuard<'a, QState>, Error> {
+        st.flush(q.queue.socket(), self.sniff())?;
+        if st.refs.iter().all(|&r| r > 0) {
+            st.evict();
+        }
+        let mut lent: [Vec<u8>; SLOTS] = std::array::from_fn(|_| Vec::new());
+        let mut idx = [0u16; SLOTS];
+        let mut n = 0;
+        for slot in 0..SLOTS {
+            if st.refs[slot] == 0 {
+                st.refs[slot] = LENT;
+                lent[n] = std::mem::take(&mut st.bufs[slot]);
+                idx[n] = slot as u16;
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Ok(st);
+        }
+        if st.rcvtimeo != wait {
+            q.queue.socket().set_rcvtimeo(wait)?;
+            st.rcvtimeo = wait;
+        }
+        q.waiters.fetch_add(1, Ordering::Relaxed);
+        drop(st);
+        let mut lens = [0usize; SLOTS];
+        let r = q
+            .queue
+            .socket()
+            .recv_many_iov_wait(lent[..n].iter_mut().map(|b| &mut b[..]), &mut lens);
         let now = monotonic_ns();
-        for (k, &slot) in idx.iter().enumerate().take(n) {
-            let len = st.lens[k];
+        q.last_activity.store(now, Ordering::Relaxed);
+        q.waiters.fetch_sub(1, Ordering::Relaxed);
+        let mut st = q.lock();
+        for (k, &slot) in idx[..n].iter().enumerate() {
+            st.bufs[slot as usize] = std::mem::take(&mut lent[k]);
+            st.refs[slot as usize] = 0;
+        }
+        let got = r.map_err(Error::Io)?;
+        self.absorb(qi, q, &mut st, &idx[..got], &lens[..got], now);
+        Ok(st)
+    }
+
+    /// Parse and classify the datagrams just read into receive buffers `idx` (`lens` long).
+    fn absorb(
+        &self,
+        qi: usize,
+        q: &QueueCtx,
+        st: &mut QState,
+        idx: &[u16],
+        lens: &[usize],
+        now: i64,
+    ) {
+        for (&slot, &len) in idx.iter().zip(lens) {
             let buf = std::mem::take(&mut st.bufs[slot as usize]);
             let base = buf.as_ptr() as usize;
             for m in messages(&buf[..len]) {
@@ -1127,7 +1233,6 @@ impl Inner {
             }
             st.bufs[slot as usize] = buf;
         }
-        Ok(n)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1284,19 +1389,24 @@ impl Inner {
         buf: &mut [u8],
         addrs: &mut Vec<Address>,
         max: usize,
+        read: bool,
     ) -> Result<Option<usize>, Error> {
         let q = &self.queues[qi];
         let sniff = self.sniff();
         self.expire(q, st, monotonic_ns());
-        let mut pumped = false;
-        if st.rx_len == 0 {
+        // `read`: the socket was just read (pump_direct), verdicts sent
+        let mut pumped = read;
+        if st.rx_len == 0 && !read {
             // verdicts first: the kernel may be waiting for them
             st.flush(q.queue.socket(), sniff)?;
             self.pump(qi, q, st)?;
             pumped = true;
         }
         let r = self.deliver(st, buf, addrs, max);
-        if pumped || st.flush_due() || r.is_err() {
+        // Not when the last buffered packet is delivered: its own send follows (as a rule
+        // at once) and takes the held-back verdicts along (else the next recv, or the
+        // worker once the application is idle, sends them).
+        if pumped || st.flush_full() || r.is_err() {
             st.flush(q.queue.socket(), sniff)?;
         }
         q.update_ready(st);
@@ -1342,10 +1452,16 @@ impl Inner {
             if self.closed.load(Ordering::Acquire) {
                 return Err(Error::Closed);
             }
+            let mut direct = false;
             match queue {
                 Some(qi) => {
-                    let mut st = self.queues[qi].lock();
-                    if let Some(n) = self.try_queue(qi, &mut st, buf, addrs, max)? {
+                    let q = &self.queues[qi];
+                    let mut st = q.lock();
+                    if let Some(wait) = self.direct_wait(q, &st, deadline) {
+                        st = self.pump_direct(qi, q, st, wait)?;
+                        direct = true;
+                    }
+                    if let Some(n) = self.try_queue(qi, &mut st, buf, addrs, max, direct)? {
                         return Ok(n);
                     }
                 }
@@ -1355,7 +1471,7 @@ impl Inner {
                         let Some(mut st) = self.queues[qi].try_lock() else {
                             continue;
                         };
-                        if let Some(n) = self.try_queue(qi, &mut st, buf, addrs, max)? {
+                        if let Some(n) = self.try_queue(qi, &mut st, buf, addrs, max, false)? {
                             return Ok(n);
                         }
                     }
@@ -1391,14 +1507,25 @@ impl Inner {
                 }
                 wait = wait.min(d - now);
             }
+            if direct {
+                // waited on the socket already
+                continue;
+            }
             let waiting: &[QueueCtx] = match queue {
                 Some(qi) => std::slice::from_ref(&self.queues[qi]),
                 None => &self.queues,
             };
+            // alone on a single queue: the socket is all there is to wait for (no ready
+            // flag needed); else the epoll set, which sees what other threads buffered
+            let solo = queue.is_some() && waiting[0].waiters.load(Ordering::Relaxed) == 0;
+            if !solo {
+                waiting.iter().for_each(QueueCtx::enable_signal);
+            }
             waiting
                 .iter()
                 .for_each(|q| _ = q.waiters.fetch_add(1, Ordering::Relaxed));
             let r = match queue {
+                Some(qi) if solo => self.queues[qi].queue.socket().wait_readable(Some(wait)),
                 Some(qi) => self.queues[qi].epoll.wait(Some(wait)),
                 None => self.epoll.wait(Some(wait)),
             };
@@ -1409,6 +1536,31 @@ impl Inner {
             });
             r?;
         }
+    }
+
+    /// How long a `recv` on `q` may block in `recvmmsg` on the socket itself: when nothing
+    /// is buffered, no other thread waits on the queue, and at least `DIRECT_STEP` of the
+    /// timeout is left. (Another thread that buffers packets meanwhile wakes nobody: the
+    /// blocked one sees them at the latest after `DIRECT_MAX`.)
+    fn direct_wait(
+        &self,
+        q: &QueueCtx,
+        st: &QState,
+        deadline: Option<Instant>,
+    ) -> Option<Duration> {
+        if st.rx_len != 0
+            || st.closing
+            || q.waiters.load(Ordering::Relaxed) != 0
+            || self.shutdown_recv.load(Ordering::Acquire)
+        {
+            return None;
+        }
+        let left = match deadline {
+            None => DIRECT_MAX,
+            Some(d) => d.checked_duration_since(Instant::now())?.min(DIRECT_MAX),
+        };
+        let steps = left.as_nanos() / DIRECT_STEP.as_nanos();
+        (steps > 0).then(|| DIRECT_STEP * steps as u32)
     }
 
     /// The queued packet a send refers to: by its unique timestamp (when the flow matches
@@ -1650,17 +1802,31 @@ impl Inner {
             if min_busy != i64::MAX {
                 wait = wait.min(Duration::from_nanos(min_busy.max(100_000) as u64));
             }
+            let mut buffered = false;
+            let mut locked = Vec::new();
             for &i in &idle {
                 let q = &self.queues[i];
-                let Some(mut st) = q.try_lock() else { continue };
+                let Some(mut st) = q.try_lock() else {
+                    // in use (by an application thread that may be off the CPU with the
+                    // lock held): do not spin on its readable socket
+                    locked.push(i);
+                    continue;
+                };
                 let now = monotonic_ns();
                 self.expire(q, &mut st, now);
-                let _ = self.pump(i, q, &mut st);
+                let got = self.pump(i, q, &mut st).unwrap_or(0);
                 let _ = st.flush(q.queue.socket(), sniff);
                 q.update_ready(&mut st);
+                buffered |= got > 0 && st.rx_len > 0;
                 if let Some(d) = self.next_deadline(&st) {
                     wait = wait.min(Duration::from_nanos((d - now).max(0) as u64));
                 }
+            }
+            if buffered || !locked.is_empty() {
+                // packets wait for an application that is merely slow (or off the CPU):
+                // read on in batches, not a wake-up per packet
+                std::thread::sleep(WORKER_NAP.min(wait));
+                continue;
             }
             let fds: Vec<_> = idle
                 .iter()

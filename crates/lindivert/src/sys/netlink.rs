@@ -112,6 +112,25 @@ impl NetlinkSocket {
         self.setsockopt_int(libc::SOL_NETLINK, libc::NETLINK_NO_ENOBUFS, on as i32)
     }
 
+    /// `SO_RCVTIMEO`: how long a blocking receive waits (`Duration::ZERO` = forever).
+    pub fn set_rcvtimeo(&self, timeout: Duration) -> io::Result<()> {
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: `tv` is a valid timeval and the length says so.
+        cvt(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const libc::timeval as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        })
+        .map(|_| ())
+    }
+
     /// `NETLINK_EXT_ACK`: ask for extended error messages.
     pub fn set_ext_ack(&self, on: bool) -> io::Result<()> {
         self.setsockopt_int(libc::SOL_NETLINK, libc::NETLINK_EXT_ACK, on as i32)
@@ -229,6 +248,34 @@ impl NetlinkSocket {
         bufs: impl Iterator<Item = &'b mut [u8]>,
         lens: &mut [usize],
     ) -> io::Result<usize> {
+        self.recv_many_iov_flags(bufs, lens, libc::MSG_DONTWAIT)
+    }
+
+    /// Like [`NetlinkSocket::recv_many_iov`], but waits for the first datagram (at most
+    /// the socket's `SO_RCVTIMEO`; `MSG_WAITFORONE`: the others only if already queued).
+    /// A timeout or a signal gives `Ok(0)`.
+    pub fn recv_many_iov_wait<'b>(
+        &self,
+        bufs: impl Iterator<Item = &'b mut [u8]>,
+        lens: &mut [usize],
+    ) -> io::Result<usize> {
+        match self.recv_many_iov_flags(bufs, lens, libc::MSG_WAITFORONE) {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                Ok(0)
+            }
+            r => r,
+        }
+    }
+
+    fn recv_many_iov_flags<'b>(
+        &self,
+        bufs: impl Iterator<Item = &'b mut [u8]>,
+        lens: &mut [usize],
+        flags: libc::c_int,
+    ) -> io::Result<usize> {
         const MAX: usize = 64;
         let mut iovs = [libc::iovec {
             iov_base: std::ptr::null_mut(),
@@ -259,12 +306,17 @@ impl NetlinkSocket {
                     self.fd.as_raw_fd(),
                     hdrs.as_mut_ptr(),
                     n as libc::c_uint,
-                    libc::MSG_DONTWAIT,
+                    flags,
                     std::ptr::null_mut(),
                 )
             };
             match cvt(r) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        && flags & libc::MSG_DONTWAIT != 0 =>
+                {
+                    continue
+                }
                 Err(e) => return Err(e),
                 Ok(k) => break k as usize,
             }

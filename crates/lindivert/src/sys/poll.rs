@@ -1,4 +1,15 @@
 //! `poll`, `epoll`, `eventfd` and `timerfd` helpers.
+//!
+//! What the handles build their pollable descriptor from: an [`Epoll`] set that holds the
+//! data source (a netlink socket or a ring buffer), an [`EventFlag`] ("events are queued in
+//! user space") and, where needed, a [`Timer`] (a deadline for periodic work). A handle's
+//! `AsRawFd` is that epoll descriptor, so an application can wait on many handles with its
+//! own `poll`/`epoll`.
+//!
+//! Contract: timeouts are `Option<Duration>` (`None` = wait forever), rounded up to whole
+//! milliseconds so that a tiny timeout still waits; an interrupted wait (`EINTR`) is
+//! retried with the full timeout; every descriptor is non-blocking where it is read and
+//! close-on-exec.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
