@@ -40,15 +40,27 @@
 use super::error::{ErrorKind, FilterError};
 use super::fields::{Field, Range};
 use super::ir::{Jump, Object, Op, Test, Value, MAX_TESTS};
-use super::parser::{parse, Ast, Node, NodeId, Subject, TestNode, MAX_INDEX};
+use super::parser::{parse_reusing, Ast, Node, NodeId, Subject, TestNode, MAX_INDEX};
 use crate::types::{Event, Layer};
+use core::cell::Cell;
 use core::cmp::Ordering;
 use core::fmt;
 
 /// Compile filter text (not an `@WinDiv_…` object) to its WinDivert object.
 pub fn compile_text(text: &str, layer: Layer) -> Result<Object, FilterError> {
-    let ast = parse(text, layer)?;
-    compile_ast(&ast, layer)
+    thread_local! {
+        /// The node buffer of the last parse on this thread, for the next one.
+        static NODES: Cell<Vec<Node>> = const { Cell::new(Vec::new()) };
+    }
+    /// Larger buffers are not kept.
+    const KEEP_NODES: usize = 1024;
+    let buf = NODES.with(Cell::take);
+    let ast = parse_reusing(text, layer, buf)?;
+    let obj = compile_ast(&ast, layer);
+    if ast.nodes.capacity() <= KEEP_NODES {
+        NODES.with(|c| c.set(ast.nodes));
+    }
+    obj
 }
 
 /// Simplify and flatten a parsed filter into its WinDivert object.
@@ -102,6 +114,31 @@ pub fn decide(op: Op, v: Value, lo: Value, hi: Value) -> Option<bool> {
     let vl = v.cmp_signed(&lo);
     let vh = v.cmp_signed(&hi);
     let point = lo.cmp_signed(&hi) == Ordering::Equal;
+    decide_ord(op, vl, vh, point)
+}
+
+/// [`decide`] for a non-negative `v` and the bounds of `r`, without building signed values.
+#[inline]
+fn decide_pos(op: Op, v: u128, r: Range) -> Option<bool> {
+    let vl = match u128::try_from(r.lo) {
+        Ok(lo) => v.cmp(&lo),
+        Err(_) => Ordering::Greater,
+    };
+    let (vh, point) = if r.full_u128 {
+        (v.cmp(&u128::MAX), false)
+    } else {
+        let vh = match u128::try_from(r.hi) {
+            Ok(hi) => v.cmp(&hi),
+            Err(_) => Ordering::Greater,
+        };
+        (vh, r.lo == r.hi)
+    };
+    decide_ord(op, vl, vh, point)
+}
+
+/// [`decide`] from `v` compared with the bounds and whether the range is one value.
+#[inline]
+fn decide_ord(op: Op, vl: Ordering, vh: Ordering, point: bool) -> Option<bool> {
     let outside = vl == Ordering::Less || vh == Ordering::Greater;
     match op {
         Op::Eq | Op::Neq => {
@@ -228,8 +265,17 @@ fn simplify_field(field: Field, op: Op, value: Value, index: i32, layer: Layer) 
         value,
         index,
     };
-    let refused = driver_refusal(field, value, layer).is_some();
-    let decided = if refused {
+    // Fast path: a non-negative constant within the driver's range (the common case) is
+    // never refused (the `event` checks depend on the layer: they take the slow path).
+    let fast = !value.neg && field != Field::Event && {
+        let r = driver_range(field);
+        u128::try_from(r.lo).map_or(true, |lo| value.mag >= lo)
+            && (r.full_u128 || u128::try_from(r.hi).is_ok_and(|hi| value.mag <= hi))
+    };
+    let refused = !fast && driver_refusal(field, value, layer).is_some();
+    let decided = if fast {
+        simplifier_range(field).and_then(|r| decide_pos(op, value.mag, r))
+    } else if refused {
         // Decide with the values the field can really take at this layer.
         let (lo, hi) = if field == Field::Event {
             let (a, b) = layer_events(layer);
@@ -493,10 +539,40 @@ pub(crate) fn optimize_with(tests: &[Test], sink: &mut impl TestSink) -> Optimiz
     }
     // Small objects (the common case) work in small arrays.
     if n <= SMALL {
+        if already_optimal(tests) {
+            sink.count(n);
+            for t in tests {
+                sink.emit(*t);
+            }
+            return Optimized::Tests;
+        }
         optimize_n::<SMALL, 1>(tests, sink)
     } else {
         optimize_n::<MAX_TESTS, { 2 * MAX_TESTS }>(tests, sink)
     }
+}
+
+/// Whether the optimiser would give back these (at most [`SMALL`], checked) tests
+/// unchanged: every test reachable from the first, no test with equal jumps, no two equal
+/// tests (same test and jumps). Then every test is its own canonical test, by induction
+/// from the last one, and the renumbering is the identity.
+fn already_optimal(tests: &[Test]) -> bool {
+    let mut reached = [false; SMALL];
+    reached[0] = true;
+    for (i, t) in tests.iter().enumerate() {
+        if !reached[i] || t.success == t.failure {
+            return false;
+        }
+        for j in [t.success, t.failure] {
+            if let Jump::Test(k) = j {
+                reached[usize::from(k)] = true;
+            }
+        }
+        if tests[..i].contains(t) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Below this many tests, duplicates are found by a linear search instead of a hash table.

@@ -341,7 +341,8 @@ struct Insn {
 #[derive(Debug, Clone)]
 pub(crate) struct Program {
     insns: Box<[Insn]>,
-    /// `(lo, span)` of the wide tests, by instruction index (empty when there are none).
+    /// `(lo, span)` of the wide tests, by instruction index (empty when there are none; other
+    /// instructions' entries are unused).
     wide: Box<[(u128, u128)]>,
 }
 
@@ -378,6 +379,10 @@ impl ProgramBuilder {
         let is_wide = load.is_wide();
         let (lo, span, neg) = if is_wide {
             let (lo, span, neg) = wide_test(t.op, t.value);
+            if self.wide.capacity() == 0 {
+                // One allocation, of its final size (see `finish`).
+                self.wide.reserve_exact(n.max(i + 1));
+            }
             self.wide.resize(i, (0, 0));
             self.wide.push((lo, span));
             (0, 0, neg)
@@ -398,9 +403,14 @@ impl ProgramBuilder {
 
     fn finish(self) -> Program {
         debug_assert_eq!(self.insns.len(), self.n);
+        let mut wide = self.wide;
+        if !wide.is_empty() {
+            // Padded to the program length, so that the slice keeps its allocation.
+            wide.resize(wide.capacity().max(self.insns.len()), (0, 0));
+        }
         Program {
             insns: self.insns.into_boxed_slice(),
-            wide: self.wide.into_boxed_slice(),
+            wide: wide.into_boxed_slice(),
         }
     }
 }

@@ -510,8 +510,20 @@ pub(crate) fn lookup_symbol_hashed(word: &str, hash: u32) -> Option<Symbol> {
         return None;
     }
     let i = usize::from(SYMBOLS.slots[symbol_slot(hash)]).checked_sub(1)?;
-    (symbol_name(i).as_bytes() == b).then(|| symbol_at(i))
+    let (name, sym) = SYMBOL_ENTRIES[i];
+    (name.as_bytes() == b).then_some(sym)
 }
+
+/// Each symbol's name and meaning, by symbol number.
+static SYMBOL_ENTRIES: [(&str, Symbol); N_SYMBOLS] = {
+    let mut t = [("", Symbol::Keyword(0)); N_SYMBOLS];
+    let mut i = 0;
+    while i < N_SYMBOLS {
+        t[i] = (symbol_name(i), symbol_at(i));
+        i += 1;
+    }
+    t
+};
 
 /// The value of `MACROS[index]` at `layer`: `None` when the macro is not valid there.
 pub fn macro_value_at(index: u8, layer: Layer) -> Option<u32> {

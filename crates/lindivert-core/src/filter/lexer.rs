@@ -253,29 +253,38 @@ impl<'a> Lexer<'a> {
     fn word(&mut self, start: usize) -> Result<Option<Token>, FilterError> {
         let s = self.text.as_bytes();
         let limit = s.len().min(start + MAX_WORD_LEN + 1);
-        let mut end = start;
-        // The symbol hash of the word, and of the word without its last byte (for a given
-        // back `:`); numbers (a leading digit) are never symbols.
-        let (mut hash, mut prev) = (0u32, 0u32);
-        if s[start].is_ascii_digit() {
-            while end < limit && is_word_char(s[end]) {
-                end += 1;
+        let window = s.get(start..limit).unwrap_or(&[]);
+        // The symbol hash of the word; numbers (a leading digit) are never symbols.
+        let mut hash = 0u32;
+        let symbolic = !s[start].is_ascii_digit();
+        let mut n = 0usize;
+        if symbolic {
+            hash = symbol_hash_seed();
+            for &c in window {
+                if !is_word_char(c) {
+                    break;
+                }
+                hash = symbol_hash_step(hash, c);
+                n += 1;
             }
         } else {
-            hash = symbol_hash_seed();
-            while end < limit && is_word_char(s[end]) {
-                prev = hash;
-                hash = symbol_hash_step(hash, s[end]);
-                end += 1;
-            }
+            n = window
+                .iter()
+                .position(|&c| !is_word_char(c))
+                .unwrap_or(window.len());
         }
-        if end - start > MAX_WORD_LEN {
+        let mut end = start + n;
+        if n > MAX_WORD_LEN {
             return Err(word_too_long(start));
         }
         // Give back a single trailing ':' (but keep a trailing "::").
-        if end - start >= 2 && s[end - 1] == b':' && s[end - 2] != b':' {
+        if n >= 2 && s[end - 1] == b':' && s[end - 2] != b':' {
             end -= 1;
-            hash = prev;
+            if symbolic {
+                hash = s[start..end]
+                    .iter()
+                    .fold(symbol_hash_seed(), |h, &c| symbol_hash_step(h, c));
+            }
         }
         self.i = end;
         // Words are ASCII, so slicing on these byte offsets is on char boundaries.
@@ -402,17 +411,107 @@ fn resolve_word(word: &str, hash: u32, layer: Layer, pos: usize) -> Result<Word,
             }
         }
     }
-    // 5. IPv4, as the IPv4-mapped IPv6 value.
-    if let Some(v4) = addr::parse_ipv4(word) {
-        return Ok(Word::Token(TokenKind::Number(
-            0xFFFF_0000_0000 | u128::from(v4),
-        )));
-    }
-    // 6. IPv6.
-    if let Some(v6) = addr::parse_ipv6(word) {
+    if b.contains(&b'.') {
+        // 5. IPv4, as the IPv4-mapped IPv6 value.
+        if let Some(v4) = parse_ipv4_bytes(b) {
+            return Ok(Word::Token(TokenKind::Number(
+                0xFFFF_0000_0000 | u128::from(v4),
+            )));
+        }
+        // 6. IPv6 (with an IPv4 tail).
+        if let Some(v6) = addr::parse_ipv6(word) {
+            return Ok(Word::Token(TokenKind::Number(v6)));
+        }
+    } else if let Some(v6) = parse_ipv6_groups(b) {
+        // 6. IPv6 (an IPv4 literal has dots).
         return Ok(Word::Token(TokenKind::Number(v6)));
     }
     Err(bad_word(word, pos))
+}
+
+/// [`addr::parse_ipv4`] in one pass: four `.`-separated parts of decimal digits (at least
+/// one), each at most 255 (leading zeros allowed).
+fn parse_ipv4_bytes(b: &[u8]) -> Option<u32> {
+    let (mut addr, mut dots, mut part, mut digits) = (0u32, 0u32, 0u32, 0u32);
+    for &c in b {
+        if c == b'.' {
+            if digits == 0 || dots == 3 {
+                return None;
+            }
+            dots += 1;
+            addr = addr << 8 | part;
+            (part, digits) = (0, 0);
+        } else if c.is_ascii_digit() {
+            part = part * 10 + u32::from(c - b'0');
+            if part > 255 {
+                return None;
+            }
+            digits += 1;
+        } else {
+            return None;
+        }
+    }
+    (digits != 0 && dots == 3).then_some(addr << 8 | part)
+}
+
+/// [`addr::parse_ipv6`] for a word without a `.` (so without an IPv4 tail), without
+/// allocating: 8 groups of 1 to 4 hex digits (either case) separated by `:`, or fewer (at
+/// most 7) with one `::` standing for the zero groups left out.
+fn parse_ipv6_groups(b: &[u8]) -> Option<u128> {
+    let mut groups = [0u16; 8];
+    let mut n = 0usize;
+    // Where the `::` is: the number of groups before it.
+    let mut gap: Option<usize> = None;
+    let mut i = 0usize;
+    if b.starts_with(b"::") {
+        gap = Some(0);
+        i = 2;
+    }
+    while i < b.len() {
+        // A group: 1 to 4 hex digits.
+        let start = i;
+        let mut v = 0u16;
+        while let Some(d) = b.get(i).and_then(|&c| char::from(c).to_digit(16)) {
+            if i - start == 4 {
+                return None;
+            }
+            v = v << 4 | d as u16;
+            i += 1;
+        }
+        if i == start || n == 8 {
+            return None;
+        }
+        groups[n] = v;
+        n += 1;
+        match b.get(i) {
+            None => break,
+            Some(b':') => i += 1,
+            Some(_) => return None,
+        }
+        if b.get(i) == Some(&b':') {
+            if gap.is_some() {
+                return None;
+            }
+            gap = Some(n);
+            i += 1;
+        } else if i == b.len() {
+            // A trailing single `:`: an empty group.
+            return None;
+        }
+    }
+    let (left, right) = match gap {
+        Some(g) if n <= 7 => (g, n - g),
+        None if n == 8 => (8, 0),
+        _ => return None,
+    };
+    let mut value = 0u128;
+    for (k, g) in groups[..left].iter().enumerate() {
+        value |= u128::from(*g) << (112 - 16 * k);
+    }
+    for (k, g) in groups[left..n].iter().enumerate() {
+        value |= u128::from(*g) << (16 * (right - 1 - k));
+    }
+    Some(value)
 }
 
 /// Decimal digits (all `0-9`) as a `u128`; `None` on overflow. Empty is 0.
@@ -548,6 +647,87 @@ mod tests {
     }
 
     use TokenKind::*;
+
+    #[test]
+    fn ipv4_bytes_agree_with_parse_ipv4() {
+        let alphabet = [b'0', b'1', b'2', b'5', b'9', b'.', b'x'];
+        let mut words: Vec<Vec<u8>> = vec![vec![]];
+        let mut all = vec![vec![]];
+        for _ in 0..7 {
+            let mut next = Vec::new();
+            for w in &words {
+                for &c in &alphabet {
+                    let mut v = w.clone();
+                    v.push(c);
+                    next.push(v);
+                }
+            }
+            all.extend(next.iter().cloned());
+            words = next;
+        }
+        for w in [
+            "10.0.0.0",
+            "10.255.255.255",
+            "255.255.255.256",
+            "1.2.3.4.5",
+            "001.002.003.0000000004",
+            "1.2.3.",
+            ".1.2.3",
+            "1..2.3",
+            "1.2.3.4:",
+        ] {
+            all.push(w.as_bytes().to_vec());
+        }
+        for w in all {
+            let s = std::str::from_utf8(&w).unwrap();
+            assert_eq!(parse_ipv4_bytes(&w), addr::parse_ipv4(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn ipv6_groups_agree_with_parse_ipv6() {
+        // Every word of up to 7 characters over a small alphabet, then longer samples.
+        let alphabet = [b'0', b'1', b'f', b'A', b'g', b':'];
+        let mut words: Vec<Vec<u8>> = vec![vec![]];
+        let mut all = Vec::new();
+        for _ in 0..7 {
+            let mut next = Vec::new();
+            for w in &words {
+                for &c in &alphabet {
+                    let mut v = w.clone();
+                    v.push(c);
+                    next.push(v);
+                }
+            }
+            all.extend(next.iter().cloned());
+            words = next;
+        }
+        for w in [
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7:8:9",
+            "1:2:3:4:5:6:7",
+            "1::2:3:4:5:6:7",
+            "1::2:3:4:5:6:7:8",
+            "::2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7::",
+            "1:2:3:4:5:6::",
+            "ffff:FFFF:0:0:12345:0:0:0",
+            "ffff:FFFF:0:0:1234:0:0:0",
+            "fe80::1:2",
+            "fe80::1::2",
+            "fe80:::1",
+            "::ffff",
+            "::",
+            ":",
+            "",
+        ] {
+            all.push(w.as_bytes().to_vec());
+        }
+        for w in all {
+            let s = std::str::from_utf8(&w).unwrap();
+            assert_eq!(parse_ipv6_groups(&w), addr::parse_ipv6(s), "{s:?}");
+        }
+    }
 
     #[test]
     fn punctuation_and_operators() {

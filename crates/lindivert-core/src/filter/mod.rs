@@ -69,6 +69,33 @@ impl Filter {
     /// Compile filter text for `layer`. Text that starts with `@` (after leading
     /// whitespace) is a `@WinDiv_…` object string: it is decoded and validated as
     /// [`Filter::from_object`] does.
+    ///
+    /// The object can be written as WinDivert's object string ([`object::encode`], what
+    /// `WinDivertHelperCompileFilter` returns) and decompiled to readable text
+    /// ([`format::format`], `WinDivertHelperFormatFilter`); both compile back to the same
+    /// object.
+    ///
+    /// ```
+    /// use lindivert_core::filter::{format::format, object::encode, ErrorKind, Filter};
+    /// use lindivert_core::Layer;
+    ///
+    /// let f = Filter::compile("outbound and tcp.DstPort == 80", Layer::Network).unwrap();
+    ///
+    /// let text = encode(f.object());
+    /// assert_eq!(text, "@WinDiv_WY_YXWWLXX_1dWW2mAX");
+    /// let g = Filter::compile(&text, Layer::Network).unwrap();
+    /// assert_eq!(g.object(), f.object());
+    ///
+    /// let readable = format(f.object(), Layer::Network);
+    /// assert_eq!(readable, "outbound and tcp.DstPort = 80");
+    /// assert_eq!(Filter::compile(&readable, Layer::Network).unwrap().object(), f.object());
+    ///
+    /// // Errors carry the byte position.
+    /// let err = Filter::compile("tcp.DstPort == 80 and", Layer::Network).unwrap_err();
+    /// assert_eq!((err.kind, err.pos), (ErrorKind::UnexpectedToken, 21));
+    /// // A field that does not exist at the layer.
+    /// assert!(Filter::compile("tcp.DstPort == 80", Layer::Reflect).is_err());
+    /// ```
     pub fn compile(text: &str, layer: Layer) -> Result<Filter, FilterError> {
         let trimmed = text.trim_start_matches(is_filter_space);
         if trimmed.starts_with('@') {

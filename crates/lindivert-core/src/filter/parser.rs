@@ -128,6 +128,12 @@ impl Ast {
 /// Same result as [`tokenize`](super::lexer::tokenize) then [`parse_tokens`] (a tokenizer error wins over a parse
 /// error), without building the token list: the parser pulls tokens as it goes.
 pub fn parse(text: &str, layer: Layer) -> Result<Ast, FilterError> {
+    parse_reusing(text, layer, Vec::new())
+}
+
+/// [`parse`], with the nodes in `buf` (cleared first), so that a caller can reuse its
+/// allocation.
+pub(crate) fn parse_reusing(text: &str, layer: Layer, buf: Vec<Node>) -> Result<Ast, FilterError> {
     let mut lexer = Lexer::new(text, layer);
     let first = lexer.next_token()?;
     let mut src = Stream {
@@ -135,7 +141,7 @@ pub fn parse(text: &str, layer: Layer) -> Result<Ast, FilterError> {
         cur: first,
         error: None,
     };
-    let r = parse_from(&mut src, text, layer);
+    let r = parse_from(&mut src, text, layer, buf);
     if let Some(e) = src.error {
         return Err(e);
     }
@@ -157,15 +163,22 @@ pub fn parse(text: &str, layer: Layer) -> Result<Ast, FilterError> {
 
 /// Parse tokens from [`tokenize`](super::lexer::tokenize). `text` and `layer` are only used for error details.
 pub fn parse_tokens(toks: &[Token], text: &str, layer: Layer) -> Result<Ast, FilterError> {
-    parse_from(&mut Slice { toks, i: 0, text }, text, layer)
+    parse_from(&mut Slice { toks, i: 0, text }, text, layer, Vec::new())
 }
 
-fn parse_from<S: Source>(src: &mut S, text: &str, layer: Layer) -> Result<Ast, FilterError> {
+fn parse_from<S: Source>(
+    src: &mut S,
+    text: &str,
+    layer: Layer,
+    mut nodes: Vec<Node>,
+) -> Result<Ast, FilterError> {
+    nodes.clear();
+    nodes.reserve(text.len() / 5 + 2);
     let mut p = Parser {
         src,
         text,
         layer,
-        nodes: Vec::with_capacity(text.len() / 5 + 2),
+        nodes,
     };
     let root = p.parse_filter(MAX_DEPTH, false)?;
     let t = p.peek();
