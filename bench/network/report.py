@@ -56,6 +56,8 @@ def label(setup):
         n = setup.split("-t", 1)[1].split("-", 1)[0]
         if setup.endswith("-nomatch"):
             return f"(d) lindivert \"udp.DstPort == 9\" t{n}"
+        if "-b64" in setup:
+            return f"(d) lindivert --threads {n} --batch 64"
         return f"(d) lindivert --threads {n}"
     return setup
 
