@@ -372,75 +372,25 @@ fn socket_bound_to(port: u16) -> Socket {
     Socket::bound(port)
 }
 
-/// A minimal TCP client socket bound to a chosen port (std cannot bind before connecting).
+/// A TCP client socket bound to a chosen port (std cannot bind before connecting).
 struct Socket {
-    fd: std::os::fd::OwnedFd,
+    sock: socket2::Socket,
 }
 
 impl Socket {
     fn bound(port: u16) -> Socket {
-        use std::os::fd::FromRawFd;
-        // Test-only raw calls.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        assert!(fd >= 0);
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        let sa = libc::sockaddr_in {
-            sin_family: libc::AF_INET as u16,
-            sin_port: port.to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
-            },
-            sin_zero: [0; 8],
-        };
-        use std::os::fd::AsRawFd;
-        let r = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sa as *const libc::sockaddr_in as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_in>() as u32,
-            )
-        };
-        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
-        Socket { fd }
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let local = SocketAddr::from(([127, 0, 0, 1], port));
+        sock.bind(&local.into()).expect("bind");
+        Socket { sock }
     }
 
     fn connect_timeout(self, addr: &SocketAddr, t: Duration) -> std::io::Result<TcpStream> {
-        use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
-        let SocketAddr::V4(a) = addr else {
-            panic!("IPv4 only")
-        };
-        let sa = libc::sockaddr_in {
-            sin_family: libc::AF_INET as u16,
-            sin_port: a.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(a.ip().octets()),
-            },
-            sin_zero: [0; 8],
-        };
-        let tv = libc::timeval {
-            tv_sec: t.as_secs() as _,
-            tv_usec: t.subsec_micros() as _,
-        };
-        unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDTIMEO,
-                &tv as *const libc::timeval as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as u32,
-            )
-        };
-        let r = unsafe {
-            libc::connect(
-                self.fd.as_raw_fd(),
-                &sa as *const libc::sockaddr_in as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_in>() as u32,
-            )
-        };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(unsafe { TcpStream::from_raw_fd(self.fd.into_raw_fd()) })
+        assert!(addr.is_ipv4(), "IPv4 only");
+        self.sock.set_write_timeout(Some(t))?;
+        self.sock.connect(&(*addr).into())?;
+        Ok(self.sock.into())
     }
 }
 
