@@ -79,7 +79,7 @@ use lindivert_core::{Address, Flags, Layer, LayerData};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Seek};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -971,6 +971,14 @@ impl AsRawFd for Handle {
     fn as_raw_fd(&self) -> RawFd {
         self.inner.queues.iter().for_each(QueueCtx::enable_signal);
         self.inner.epoll.as_raw_fd()
+    }
+}
+
+impl AsFd for Handle {
+    /// The same descriptor as [`AsRawFd::as_raw_fd`], borrowed.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.queues.iter().for_each(QueueCtx::enable_signal);
+        self.inner.epoll.as_fd()
     }
 }
 

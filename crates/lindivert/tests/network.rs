@@ -569,18 +569,15 @@ fn inbound_injection_of_a_new_packet() {
 #[test]
 fn handle_fd_is_pollable() {
     require_root!();
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
     let pair = Pair::new();
     let _echo = Echo::start(&pair.b, 8501);
     let h = open_in(&pair, "outbound and udp.DstPort == 8501", Flags::NONE);
-    let poll = |ms: i32| {
-        let mut p = libc::pollfd {
-            fd: h.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, ms) }
+    let poll = |ms: u64| {
+        let readable =
+            lindivert::sys::poll::wait_readable(h.as_fd(), Some(Duration::from_millis(ms)))
+                .expect("poll the handle");
+        i32::from(readable)
     };
     assert_eq!(poll(50), 0, "nothing queued yet");
     let _ = udp_exchange(
