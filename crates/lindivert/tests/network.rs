@@ -5,7 +5,7 @@ mod common;
 
 use common::{kernel_queued, require_root, udp_exchange, Echo, Pair};
 use lindivert::{Address, Error, Flags, Handle, Layer, OpenOptions, Param};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ fn payloads(n: usize, tag: &str) -> Vec<Vec<u8>> {
 /// Run `f` on every diverted packet in a background thread until stopped.
 fn serve(
     h: Arc<Handle>,
-    mut f: impl FnMut(&Handle, &mut Vec<u8>, &Address) + Send + 'static,
+    mut f: impl FnMut(&Handle, &mut [u8], &Address) + Send + 'static,
 ) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
@@ -47,6 +47,63 @@ fn serve(
     (stop, t)
 }
 
+/// Run `f` on every diverted packet (see [`serve`]) while `body` runs; stop and join after.
+fn serving<R>(
+    h: &Arc<Handle>,
+    f: impl FnMut(&Handle, &mut [u8], &Address) + Send + 'static,
+    body: impl FnOnce() -> R,
+) -> R {
+    let (stop, t) = serve(h.clone(), f);
+    let r = body();
+    stop.store(true, Ordering::Relaxed);
+    t.join().unwrap();
+    r
+}
+
+/// Send every diverted packet on unchanged while `body` runs; also returns the address of
+/// each packet seen, in order.
+fn passthrough_recording<R>(h: &Arc<Handle>, body: impl FnOnce() -> R) -> (R, Vec<Address>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Address>::new()));
+    let seen2 = seen.clone();
+    let r = serving(
+        h,
+        move |h, p, a| {
+            seen2.lock().unwrap().push(*a);
+            pass(h, p, a);
+        },
+        body,
+    );
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    (r, seen)
+}
+
+/// Send a diverted packet on unchanged.
+fn pass(h: &Handle, p: &mut [u8], a: &Address) {
+    h.send(p, a).unwrap();
+}
+
+/// `udp_exchange` from namespace a to `b_ip:port`.
+fn exchange_to_b(pair: &Pair, port: u16, sent: Vec<Vec<u8>>, timeout: Duration) -> Vec<Vec<u8>> {
+    udp_exchange(&pair.a, SocketAddr::from((pair.b_ip, port)), sent, timeout)
+}
+
+/// An IPv4/UDP packet carrying `payload`, checksums left zero (for the library to fill in).
+fn udp_packet(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 28 + payload.len()];
+    p[0] = 0x45;
+    let total = p.len() as u16;
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&src.0.octets());
+    p[16..20].copy_from_slice(&dst.0.octets());
+    p[20..22].copy_from_slice(&src.1.to_be_bytes());
+    p[22..24].copy_from_slice(&dst.1.to_be_bytes());
+    p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p[28..].copy_from_slice(payload);
+    p
+}
+
 #[test]
 fn passthrough_udp_and_address_fields() {
     require_root!();
@@ -57,21 +114,13 @@ fn passthrough_udp_and_address_fields() {
         "outbound and udp.DstPort == 7001",
         Flags::NONE,
     ));
-    let seen = Arc::new(std::sync::Mutex::new(Vec::<Address>::new()));
-    let seen2 = seen.clone();
-    let (stop, t) = serve(h.clone(), move |h, p, a| {
-        seen2.lock().unwrap().push(*a);
-        h.send(p, a).unwrap();
-    });
-    let to = SocketAddr::from((pair.b_ip, 7001));
     let sent = payloads(20, "pass");
-    let replies = udp_exchange(&pair.a, to, sent.clone(), Duration::from_secs(2));
-    stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    let (replies, seen) = passthrough_recording(&h, || {
+        exchange_to_b(&pair, 7001, sent.clone(), Duration::from_secs(2))
+    });
     assert_eq!(replies, sent, "every datagram must come back unchanged");
     let got = echo.finish();
     assert_eq!(got, sent);
-    let seen = seen.lock().unwrap();
     assert_eq!(
         seen.len(),
         20,
@@ -96,28 +145,13 @@ fn drop_flag_blocks_only_matching_traffic() {
     let _e1 = Echo::start(&pair.b, 7101);
     let _e2 = Echo::start(&pair.b, 7102);
     let h = open_in(&pair, "udp.DstPort == 7101", Flags::DROP);
-    let blocked = udp_exchange(
-        &pair.a,
-        SocketAddr::from((pair.b_ip, 7101)),
-        payloads(3, "drop"),
-        Duration::from_millis(300),
-    );
-    let open = udp_exchange(
-        &pair.a,
-        SocketAddr::from((pair.b_ip, 7102)),
-        payloads(3, "keep"),
-        Duration::from_secs(2),
-    );
+    let blocked = exchange_to_b(&pair, 7101, payloads(3, "drop"), Duration::from_millis(300));
+    let open = exchange_to_b(&pair, 7102, payloads(3, "keep"), Duration::from_secs(2));
     assert!(blocked.is_empty(), "DROP handle let {blocked:?} through");
     assert_eq!(open.len(), 3, "non-matching traffic must pass");
     assert!(h.stats().received >= 3);
     drop(h);
-    let after = udp_exchange(
-        &pair.a,
-        SocketAddr::from((pair.b_ip, 7101)),
-        payloads(2, "after"),
-        Duration::from_secs(2),
-    );
+    let after = exchange_to_b(&pair, 7101, payloads(2, "after"), Duration::from_secs(2));
     assert_eq!(after.len(), 2, "traffic must flow again after close");
 }
 
@@ -131,7 +165,7 @@ fn payload_rewrite_reaches_the_receiver() {
         "outbound and udp.DstPort == 7201",
         Flags::NONE,
     ));
-    let (stop, t) = serve(h.clone(), |h, p, a| {
+    let rewrite = |h: &Handle, p: &mut [u8], a: &Address| {
         // upper-case the payload (same length), checksums must be repaired by the library
         let off = 28;
         for b in &mut p[off..] {
@@ -140,15 +174,10 @@ fn payload_rewrite_reaches_the_receiver() {
         let mut a = *a;
         a.udp_checksum = false;
         h.send(p, &a).unwrap();
+    };
+    let replies = serving(&h, rewrite, || {
+        exchange_to_b(&pair, 7201, payloads(5, "rewrite"), Duration::from_secs(2))
     });
-    let replies = udp_exchange(
-        &pair.a,
-        SocketAddr::from((pair.b_ip, 7201)),
-        payloads(5, "rewrite"),
-        Duration::from_secs(2),
-    );
-    stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
     let got = echo.finish();
     assert_eq!(
         got,
@@ -193,9 +222,9 @@ fn queue_time_expiry_drops_and_counts() {
     assert_eq!(h.get_param(Param::QueueTime), 100);
     assert!(h.set_param(Param::QueueTime, 99).is_err());
     assert_eq!(h.get_param(Param::VersionMajor), 2);
-    let replies = udp_exchange(
-        &pair.a,
-        SocketAddr::from((pair.b_ip, 7401)),
+    let replies = exchange_to_b(
+        &pair,
+        7401,
         payloads(1, "expire"),
         Duration::from_millis(50),
     );
@@ -225,18 +254,7 @@ fn injected_new_packet_is_delivered_and_not_rediverted() {
     let h = open_in(&pair, "outbound and udp.DstPort == 7501", Flags::NONE);
     // a UDP packet from a to b:7501 built by hand, checksums left to the library
     let payload = b"injected";
-    let mut p = vec![0u8; 28 + payload.len()];
-    p[0] = 0x45;
-    let total = p.len() as u16;
-    p[2..4].copy_from_slice(&total.to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&pair.a_ip.octets());
-    p[16..20].copy_from_slice(&pair.b_ip.octets());
-    p[20..22].copy_from_slice(&40000u16.to_be_bytes());
-    p[22..24].copy_from_slice(&7501u16.to_be_bytes());
-    p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    p[28..].copy_from_slice(payload);
+    let p = udp_packet((pair.a_ip, 40000), (pair.b_ip, 7501), payload);
     let addr = Address::network(true);
     assert_eq!(h.send(&p, &addr).unwrap(), p.len());
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -280,21 +298,21 @@ fn ipv6_udp_passthrough() {
     let h = Arc::new(open_in(&pair, "ipv6 and udp.DstPort == 7902", Flags::NONE));
     let v6 = Arc::new(AtomicBool::new(true));
     let v6b = v6.clone();
-    let (stop, t) = serve(h.clone(), move |h, p, a| {
+    let check_v6 = move |h: &Handle, p: &mut [u8], a: &Address| {
         if !a.ipv6 || p[0] >> 4 != 6 {
             v6b.store(false, Ordering::Relaxed);
         }
         h.send(p, a).unwrap();
-    });
+    };
     let sent = payloads(5, "six");
-    let replies = udp_exchange(
-        &pair.a,
-        SocketAddr::from((pair.b_ip6, 7902)),
-        sent.clone(),
-        Duration::from_secs(2),
-    );
-    stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    let replies = serving(&h, check_v6, || {
+        udp_exchange(
+            &pair.a,
+            SocketAddr::from((pair.b_ip6, 7902)),
+            sent.clone(),
+            Duration::from_secs(2),
+        )
+    });
     assert_eq!(replies, sent);
     assert_eq!(echo.finish(), sent);
     assert!(v6.load(Ordering::Relaxed));
@@ -312,24 +330,17 @@ fn loopback_packets_are_diverted_once_as_outbound() {
         "udp.DstPort == 7903 or udp.SrcPort == 7903",
         Flags::NONE,
     ));
-    let seen = Arc::new(std::sync::Mutex::new(Vec::<Address>::new()));
-    let seen2 = seen.clone();
-    let (stop, t) = serve(h.clone(), move |h, p, a| {
-        seen2.lock().unwrap().push(*a);
-        h.send(p, a).unwrap();
-    });
     let sent = payloads(4, "lo");
-    let replies = udp_exchange(
-        &pair.a,
-        SocketAddr::from(([127, 0, 0, 1], 7903)),
-        sent.clone(),
-        Duration::from_secs(2),
-    );
-    stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    let (replies, seen) = passthrough_recording(&h, || {
+        udp_exchange(
+            &pair.a,
+            SocketAddr::from(([127, 0, 0, 1], 7903)),
+            sent.clone(),
+            Duration::from_secs(2),
+        )
+    });
     assert_eq!(replies, sent);
     assert_eq!(echo.finish(), sent);
-    let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 8, "request and reply, each once");
     assert!(seen.iter().all(|a| a.outbound && a.loopback));
 }
@@ -392,23 +403,11 @@ fn native_prefilter_keeps_other_ports_in_the_kernel() {
         "outbound and udp.DstPort == 8001",
         Flags::NONE,
     ));
-    let (stop, t) = serve(h.clone(), |h, p, a| {
-        h.send(p, a).unwrap();
+    let (other, mine) = serving(&h, pass, || {
+        let other = exchange_to_b(&pair, 8002, payloads(5, "other"), Duration::from_secs(2));
+        let mine = exchange_to_b(&pair, 8001, payloads(3, "mine"), Duration::from_secs(2));
+        (other, mine)
     });
-    let other = udp_exchange(
-        &pair.a,
-        SocketAddr::from((pair.b_ip, 8002)),
-        payloads(5, "other"),
-        Duration::from_secs(2),
-    );
-    let mine = udp_exchange(
-        &pair.a,
-        SocketAddr::from((pair.b_ip, 8001)),
-        payloads(3, "mine"),
-        Duration::from_secs(2),
-    );
-    stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
     assert_eq!((other.len(), mine.len()), (5, 3));
     assert_eq!(
         kernel_queued(&pair, h.queue_num()),
@@ -428,12 +427,7 @@ fn sniff_copies_without_holding() {
         Flags::SNIFF | Flags::RECV_ONLY,
     );
     // nobody calls recv while the traffic flows: SNIFF must not hold anything
-    let replies = udp_exchange(
-        &pair.a,
-        SocketAddr::from((pair.b_ip, 8101)),
-        payloads(4, "sniff"),
-        Duration::from_secs(2),
-    );
+    let replies = exchange_to_b(&pair, 8101, payloads(4, "sniff"), Duration::from_secs(2));
     assert_eq!(replies.len(), 4);
     let mut buf = vec![0u8; 65536];
     let mut addrs = Vec::new();
@@ -540,18 +534,7 @@ fn inbound_injection_of_a_new_packet() {
     let h = open_in(&pair, "inbound and udp.DstPort == 8401", Flags::NONE);
     // a packet "from b" to a's address, injected inbound
     let payload = b"from-outside";
-    let mut p = vec![0u8; 28 + payload.len()];
-    p[0] = 0x45;
-    let total = p.len() as u16;
-    p[2..4].copy_from_slice(&total.to_be_bytes());
-    p[8] = 64;
-    p[9] = 17;
-    p[12..16].copy_from_slice(&pair.b_ip.octets());
-    p[16..20].copy_from_slice(&pair.a_ip.octets());
-    p[20..22].copy_from_slice(&40001u16.to_be_bytes());
-    p[22..24].copy_from_slice(&8401u16.to_be_bytes());
-    p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    p[28..].copy_from_slice(payload);
+    let p = udp_packet((pair.b_ip, 40001), (pair.a_ip, 8401), payload);
     h.send(&p, &Address::network(false)).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let mut buf = vec![0u8; 2000];
@@ -580,12 +563,7 @@ fn handle_fd_is_pollable() {
         i32::from(readable)
     };
     assert_eq!(poll(50), 0, "nothing queued yet");
-    let _ = udp_exchange(
-        &pair.a,
-        SocketAddr::from((pair.b_ip, 8501)),
-        payloads(3, "poll"),
-        Duration::from_millis(20),
-    );
+    let _ = exchange_to_b(&pair, 8501, payloads(3, "poll"), Duration::from_millis(20));
     let mut buf = vec![0u8; 2000];
     for _ in 0..3 {
         assert_eq!(poll(1000), 1, "readable while packets wait");
@@ -642,12 +620,7 @@ fn bench_tcp_passthrough_ratio() {
         "tcp.DstPort == 8702 or tcp.SrcPort == 8702",
         Flags::NONE,
     ));
-    let (stop, t) = serve(h.clone(), |h, p, a| {
-        h.send(p, a).unwrap();
-    });
-    let diverted = run(8702);
-    stop.store(true, Ordering::Relaxed);
-    t.join().unwrap();
+    let diverted = serving(&h, pass, || run(8702));
     eprintln!(
         "TCP {mb} MB: no divert {base:.2} Gbit/s, pass-through handle {diverted:.2} Gbit/s = {:.0}%; {} packets diverted",
         100.0 * diverted / base,

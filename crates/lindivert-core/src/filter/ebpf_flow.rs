@@ -27,9 +27,9 @@
 use super::ebpf::{code, Asm, Insn, Label, Reg};
 use super::ebpf_sock::{
     bpf_sock, can_match_in, emit_addr4, emit_addr6, emit_derived, emit_filter_in, emit_netns_check,
-    emit_output, finish, helper, ld_map_fd, object_is_valid, rd_addr, rd_u16, rd_u32, rd_u64,
-    record, ret, sock_ops, sockops_fill, to_be, zero_stack, PlanCtx, SockGenError, SockMaps, KEY,
-    PKT, REC, TCPH, VAL,
+    emit_output, finish, helper, map_delete, map_lookup, map_update, need, object_is_valid,
+    rd_addr, rd_u16, rd_u32, rd_u64, record, ret, sock_ops, sockops_fill, to_be, zero_stack,
+    PlanCtx, SockGenError, SockMaps, KEY, PKT, REC, TCPH, VAL,
 };
 use super::ir::Object;
 use crate::address::{Address, FlowData, LayerData};
@@ -225,43 +225,6 @@ fn sock_maps(m: &FlowMaps) -> SockMaps {
         ringbuf: m.ringbuf,
         ..SockMaps::NONE
     }
-}
-
-fn need(fd: i32, name: &'static str) -> Result<(), SockGenError> {
-    if fd < 0 {
-        Err(SockGenError::MissingMap(name))
-    } else {
-        Ok(())
-    }
-}
-
-/// `map_update(map, r10+key, r10+val, 0)`.
-fn map_update(a: &mut Asm, fd: i32, key: i16, val: i16) {
-    use Reg::*;
-    ld_map_fd(a, R1, fd);
-    a.emit(Insn::mov64_reg(R2, R10));
-    a.emit(Insn::alu64_imm(code::ADD, R2, key as i32));
-    a.emit(Insn::mov64_reg(R3, R10));
-    a.emit(Insn::alu64_imm(code::ADD, R3, val as i32));
-    a.emit(Insn::mov64_imm(R4, 0));
-    a.emit(Insn::call(helper::MAP_UPDATE_ELEM));
-}
-
-/// `r0 = map_lookup(map, r10+key)`.
-fn map_lookup(a: &mut Asm, fd: i32, key: i16) {
-    use Reg::*;
-    ld_map_fd(a, R1, fd);
-    a.emit(Insn::mov64_reg(R2, R10));
-    a.emit(Insn::alu64_imm(code::ADD, R2, key as i32));
-    a.emit(Insn::call(helper::MAP_LOOKUP_ELEM));
-}
-
-fn map_delete(a: &mut Asm, fd: i32, key: i16) {
-    use Reg::*;
-    ld_map_fd(a, R1, fd);
-    a.emit(Insn::mov64_reg(R2, R10));
-    a.emit(Insn::alu64_imm(code::ADD, R2, key as i32));
-    a.emit(Insn::call(helper::MAP_DELETE_ELEM));
 }
 
 fn flow_ctx(event: Event, outbound: bool, protocol: u8) -> PlanCtx {

@@ -905,19 +905,10 @@ fn emit_output_once(a: &mut Asm, maps: &SockMaps, cookie_off: i16) {
     a.emit(Insn::stx_mem(H, R10, R1, KEY + 24));
     a.emit(Insn::ldx_mem(B, R1, R10, REC + record::EVENT));
     a.emit(Insn::stx_mem(B, R10, R1, KEY + 26));
-    ld_map_fd(a, R1, maps.seen);
-    a.emit(Insn::mov64_reg(R2, R10));
-    a.emit(Insn::alu64_imm(ADD, R2, KEY as i32));
-    a.emit(Insn::call(helper::MAP_LOOKUP_ELEM));
+    map_lookup(a, maps.seen, KEY);
     a.jmp_imm(JNE, R0, 0, skip);
     a.emit(Insn::st_mem(DW, R10, VAL, 1));
-    ld_map_fd(a, R1, maps.seen);
-    a.emit(Insn::mov64_reg(R2, R10));
-    a.emit(Insn::alu64_imm(ADD, R2, KEY as i32));
-    a.emit(Insn::mov64_reg(R3, R10));
-    a.emit(Insn::alu64_imm(ADD, R3, VAL as i32));
-    a.emit(Insn::mov64_imm(R4, 0));
-    a.emit(Insn::call(helper::MAP_UPDATE_ELEM));
+    map_update(a, maps.seen, KEY, VAL);
     emit_output(a, maps);
     a.bind(skip);
 }
@@ -934,13 +925,7 @@ fn emit_record_endpoint(a: &mut Asm, maps: &SockMaps) {
     a.emit(Insn::stx_mem(DW, R10, R1, VAL + 8));
     a.emit(Insn::ldx_mem(H, R1, R10, REC + record::LOCAL_PORT));
     a.emit(Insn::stx_mem(H, R10, R1, VAL + 16));
-    ld_map_fd(a, R1, maps.endpoints);
-    a.emit(Insn::mov64_reg(R2, R10));
-    a.emit(Insn::alu64_imm(ADD, R2, KEY as i32));
-    a.emit(Insn::mov64_reg(R3, R10));
-    a.emit(Insn::alu64_imm(ADD, R3, VAL as i32));
-    a.emit(Insn::mov64_imm(R4, 0));
-    a.emit(Insn::call(helper::MAP_UPDATE_ELEM));
+    map_update(a, maps.endpoints, KEY, VAL);
 }
 
 /// listeners[cookie] = {pid, flags}.
@@ -952,21 +937,45 @@ fn emit_listener_update(a: &mut Asm, maps: &SockMaps, flags: u32) {
     a.emit(Insn::ldx_mem(W, R1, R10, REC + record::PID));
     a.emit(Insn::stx_mem(W, R10, R1, VAL));
     a.emit(Insn::st_mem(W, R10, VAL + 4, flags as i32));
-    ld_map_fd(a, R1, maps.listeners);
-    a.emit(Insn::mov64_reg(R2, R10));
-    a.emit(Insn::alu64_imm(ADD, R2, KEY as i32));
-    a.emit(Insn::mov64_reg(R3, R10));
-    a.emit(Insn::alu64_imm(ADD, R3, VAL as i32));
-    a.emit(Insn::mov64_imm(R4, 0));
-    a.emit(Insn::call(helper::MAP_UPDATE_ELEM));
+    map_update(a, maps.listeners, KEY, VAL);
 }
 
-fn need(fd: i32, name: &'static str) -> Result<(), SockGenError> {
+pub(crate) fn need(fd: i32, name: &'static str) -> Result<(), SockGenError> {
     if fd < 0 {
         Err(SockGenError::MissingMap(name))
     } else {
         Ok(())
     }
+}
+
+/// `map_update(map, r10+key, r10+val, 0)`.
+pub(crate) fn map_update(a: &mut Asm, fd: i32, key: i16, val: i16) {
+    use Reg::*;
+    ld_map_fd(a, R1, fd);
+    a.emit(Insn::mov64_reg(R2, R10));
+    a.emit(Insn::alu64_imm(code::ADD, R2, key as i32));
+    a.emit(Insn::mov64_reg(R3, R10));
+    a.emit(Insn::alu64_imm(code::ADD, R3, val as i32));
+    a.emit(Insn::mov64_imm(R4, 0));
+    a.emit(Insn::call(helper::MAP_UPDATE_ELEM));
+}
+
+/// `r0 = map_lookup(map, r10+key)`.
+pub(crate) fn map_lookup(a: &mut Asm, fd: i32, key: i16) {
+    use Reg::*;
+    ld_map_fd(a, R1, fd);
+    a.emit(Insn::mov64_reg(R2, R10));
+    a.emit(Insn::alu64_imm(code::ADD, R2, key as i32));
+    a.emit(Insn::call(helper::MAP_LOOKUP_ELEM));
+}
+
+/// `map_delete(map, r10+key)`.
+pub(crate) fn map_delete(a: &mut Asm, fd: i32, key: i16) {
+    use Reg::*;
+    ld_map_fd(a, R1, fd);
+    a.emit(Insn::mov64_reg(R2, R10));
+    a.emit(Insn::alu64_imm(code::ADD, R2, key as i32));
+    a.emit(Insn::call(helper::MAP_DELETE_ELEM));
 }
 
 pub(crate) fn finish(a: Asm) -> Result<Vec<Insn>, SockGenError> {
@@ -1201,13 +1210,7 @@ fn sockops(obj: &Object, cfg: &SockConfig) -> Result<Vec<Insn>, SockGenError> {
     a.emit(Insn::stx_mem(DW, R10, R1, VAL));
     a.emit(Insn::ldx_mem(W, R1, R10, REC + record::PID));
     a.emit(Insn::stx_mem(W, R10, R1, VAL + 8));
-    ld_map_fd(&mut a, R1, m.ports);
-    a.emit(Insn::mov64_reg(R2, R10));
-    a.emit(Insn::alu64_imm(ADD, R2, KEY as i32));
-    a.emit(Insn::mov64_reg(R3, R10));
-    a.emit(Insn::alu64_imm(ADD, R3, VAL as i32));
-    a.emit(Insn::mov64_imm(R4, 0));
-    a.emit(Insn::call(helper::MAP_UPDATE_ELEM));
+    map_update(&mut a, m.ports, KEY, VAL);
     let listen_nomatch = a.label();
     if e.listen {
         let yes = a.label();
@@ -1241,10 +1244,7 @@ fn sockops(obj: &Object, cfg: &SockConfig) -> Result<Vec<Insn>, SockGenError> {
         let no_parent = a.label();
         a.emit(Insn::ldx_mem(H, R1, R10, REC + record::LOCAL_PORT));
         a.emit(Insn::stx_mem(W, R10, R1, KEY));
-        ld_map_fd(&mut a, R1, m.ports);
-        a.emit(Insn::mov64_reg(R2, R10));
-        a.emit(Insn::alu64_imm(ADD, R2, KEY as i32));
-        a.emit(Insn::call(helper::MAP_LOOKUP_ELEM));
+        map_lookup(&mut a, m.ports, KEY);
         a.jmp_imm(JEQ, R0, 0, no_parent);
         a.emit(Insn::ldx_mem(DW, R1, R0, 0));
         a.emit(Insn::stx_mem(DW, R10, R1, REC + record::PARENT));
@@ -1293,10 +1293,7 @@ fn release(obj: &Object, cfg: &SockConfig) -> Result<Vec<Insn>, SockGenError> {
     if m.listeners >= 0 {
         a.emit(Insn::ldx_mem(DW, R1, R10, REC + record::ENDPOINT));
         a.emit(Insn::stx_mem(DW, R10, R1, KEY));
-        ld_map_fd(&mut a, R1, m.listeners);
-        a.emit(Insn::mov64_reg(R2, R10));
-        a.emit(Insn::alu64_imm(ADD, R2, KEY as i32));
-        a.emit(Insn::call(helper::MAP_DELETE_ELEM));
+        map_delete(&mut a, m.listeners, KEY);
     }
     if !e.close {
         a.ja(pass);
@@ -1326,10 +1323,7 @@ fn release(obj: &Object, cfg: &SockConfig) -> Result<Vec<Insn>, SockGenError> {
     // Local endpoint from the endpoints map.
     a.emit(Insn::ldx_mem(DW, R1, R10, REC + record::ENDPOINT));
     a.emit(Insn::stx_mem(DW, R10, R1, KEY));
-    ld_map_fd(&mut a, R1, m.endpoints);
-    a.emit(Insn::mov64_reg(R2, R10));
-    a.emit(Insn::alu64_imm(ADD, R2, KEY as i32));
-    a.emit(Insn::call(helper::MAP_LOOKUP_ELEM));
+    map_lookup(&mut a, m.endpoints, KEY);
     let unknown = a.label();
     let known = a.label();
     a.jmp_imm(JEQ, R0, 0, unknown);
@@ -1339,10 +1333,7 @@ fn release(obj: &Object, cfg: &SockConfig) -> Result<Vec<Insn>, SockGenError> {
     }
     a.emit(Insn::ldx_mem(H, R1, R0, 16));
     a.emit(Insn::stx_mem(H, R10, R1, REC + record::LOCAL_PORT));
-    ld_map_fd(&mut a, R1, m.endpoints);
-    a.emit(Insn::mov64_reg(R2, R10));
-    a.emit(Insn::alu64_imm(ADD, R2, KEY as i32));
-    a.emit(Insn::call(helper::MAP_DELETE_ELEM));
+    map_delete(&mut a, m.endpoints, KEY);
     a.ja(known);
     // Never seen bound and not connected: nothing to report.
     a.bind(unknown);
@@ -1368,10 +1359,7 @@ fn ingress(obj: &Object, cfg: &SockConfig) -> Result<Vec<Insn>, SockGenError> {
     a.jmp_imm(JEQ, R0, 0, pass);
     a.emit(Insn::mov64_reg(R7, R0));
     a.emit(Insn::stx_mem(DW, R10, R0, KEY));
-    ld_map_fd(&mut a, R1, m.listeners);
-    a.emit(Insn::mov64_reg(R2, R10));
-    a.emit(Insn::alu64_imm(ADD, R2, KEY as i32));
-    a.emit(Insn::call(helper::MAP_LOOKUP_ELEM));
+    map_lookup(&mut a, m.listeners, KEY);
     a.jmp_imm(JEQ, R0, 0, pass);
     a.emit(Insn::ldx_mem(W, R8, R0, 0));
     a.emit(Insn::ldx_mem(W, R1, R0, 4));

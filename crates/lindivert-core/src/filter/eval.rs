@@ -578,6 +578,22 @@ fn be32(b: &[u8], o: usize) -> Option<u32> {
     Some(u32::from_be_bytes(s))
 }
 
+/// `byte`, `be16` and `be32` at `off` past a header that starts at `o` in `b`, widened.
+#[inline]
+fn byte_at((b, o): (&[u8], usize), off: usize) -> Option<i64> {
+    byte(b, o + off).map(i64::from)
+}
+
+#[inline]
+fn be16_at((b, o): (&[u8], usize), off: usize) -> Option<i64> {
+    be16(b, o + off).map(i64::from)
+}
+
+#[inline]
+fn be32_at((b, o): (&[u8], usize), off: usize) -> Option<i64> {
+    be32(b, o + off).map(i64::from)
+}
+
 #[inline]
 fn be128(b: &[u8], o: usize) -> Option<u128> {
     let s: [u8; 16] = b.get(o..)?.get(..16)?.try_into().ok()?;
@@ -718,96 +734,36 @@ impl Ctx<'_, '_> {
             Load::Ipv6Length => i64::from(be16(self.ipv6()?, 4)?),
             Load::Ipv6NextHdr => i64::from(byte(self.ipv6()?, 6)?),
             Load::Ipv6HopLimit => i64::from(byte(self.ipv6()?, 7)?),
-            Load::IcmpType => {
-                let (b, o) = self.icmp(false)?;
-                i64::from(byte(b, o)?)
-            }
-            Load::IcmpCode => {
-                let (b, o) = self.icmp(false)?;
-                i64::from(byte(b, o + 1)?)
-            }
-            Load::IcmpChecksum => {
-                let (b, o) = self.icmp(false)?;
-                i64::from(be16(b, o + 2)?)
-            }
-            Load::IcmpBody => {
-                let (b, o) = self.icmp(false)?;
-                i64::from(be32(b, o + 4)?)
-            }
-            Load::Icmpv6Type => {
-                let (b, o) = self.icmp(true)?;
-                i64::from(byte(b, o)?)
-            }
-            Load::Icmpv6Code => {
-                let (b, o) = self.icmp(true)?;
-                i64::from(byte(b, o + 1)?)
-            }
-            Load::Icmpv6Checksum => {
-                let (b, o) = self.icmp(true)?;
-                i64::from(be16(b, o + 2)?)
-            }
-            Load::Icmpv6Body => {
-                let (b, o) = self.icmp(true)?;
-                i64::from(be32(b, o + 4)?)
-            }
-            Load::TcpSrcPort => {
-                let (b, o) = self.tcp()?;
-                i64::from(be16(b, o)?)
-            }
-            Load::TcpDstPort => {
-                let (b, o) = self.tcp()?;
-                i64::from(be16(b, o + 2)?)
-            }
-            Load::TcpSeqNum => {
-                let (b, o) = self.tcp()?;
-                i64::from(be32(b, o + 4)?)
-            }
-            Load::TcpAckNum => {
-                let (b, o) = self.tcp()?;
-                i64::from(be32(b, o + 8)?)
-            }
-            Load::TcpHdrLength => {
-                let (b, o) = self.tcp()?;
-                i64::from(byte(b, o + 12)? >> 4)
-            }
+            Load::IcmpType => byte_at(self.icmp(false)?, 0)?,
+            Load::IcmpCode => byte_at(self.icmp(false)?, 1)?,
+            Load::IcmpChecksum => be16_at(self.icmp(false)?, 2)?,
+            Load::IcmpBody => be32_at(self.icmp(false)?, 4)?,
+            Load::Icmpv6Type => byte_at(self.icmp(true)?, 0)?,
+            Load::Icmpv6Code => byte_at(self.icmp(true)?, 1)?,
+            Load::Icmpv6Checksum => be16_at(self.icmp(true)?, 2)?,
+            Load::Icmpv6Body => be32_at(self.icmp(true)?, 4)?,
+            Load::TcpSrcPort => be16_at(self.tcp()?, 0)?,
+            Load::TcpDstPort => be16_at(self.tcp()?, 2)?,
+            Load::TcpSeqNum => be32_at(self.tcp()?, 4)?,
+            Load::TcpAckNum => be32_at(self.tcp()?, 8)?,
+            Load::TcpHdrLength => byte_at(self.tcp()?, 12)? >> 4,
             Load::TcpUrg => self.tcp_flag(0x20)?,
             Load::TcpAck => self.tcp_flag(0x10)?,
             Load::TcpPsh => self.tcp_flag(0x08)?,
             Load::TcpRst => self.tcp_flag(0x04)?,
             Load::TcpSyn => self.tcp_flag(0x02)?,
             Load::TcpFin => self.tcp_flag(0x01)?,
-            Load::TcpWindow => {
-                let (b, o) = self.tcp()?;
-                i64::from(be16(b, o + 14)?)
-            }
-            Load::TcpChecksum => {
-                let (b, o) = self.tcp()?;
-                i64::from(be16(b, o + 16)?)
-            }
-            Load::TcpUrgPtr => {
-                let (b, o) = self.tcp()?;
-                i64::from(be16(b, o + 18)?)
-            }
+            Load::TcpWindow => be16_at(self.tcp()?, 14)?,
+            Load::TcpChecksum => be16_at(self.tcp()?, 16)?,
+            Load::TcpUrgPtr => be16_at(self.tcp()?, 18)?,
             Load::TcpPayloadLength => {
                 self.tcp()?;
                 self.pkt?.payload_len as i64
             }
-            Load::UdpSrcPort => {
-                let (b, o) = self.udp()?;
-                i64::from(be16(b, o)?)
-            }
-            Load::UdpDstPort => {
-                let (b, o) = self.udp()?;
-                i64::from(be16(b, o + 2)?)
-            }
-            Load::UdpLength => {
-                let (b, o) = self.udp()?;
-                i64::from(be16(b, o + 4)?)
-            }
-            Load::UdpChecksum => {
-                let (b, o) = self.udp()?;
-                i64::from(be16(b, o + 6)?)
-            }
+            Load::UdpSrcPort => be16_at(self.udp()?, 0)?,
+            Load::UdpDstPort => be16_at(self.udp()?, 2)?,
+            Load::UdpLength => be16_at(self.udp()?, 4)?,
+            Load::UdpChecksum => be16_at(self.udp()?, 6)?,
             Load::UdpPayloadLength => {
                 self.udp()?;
                 self.pkt?.payload_len as i64
