@@ -1547,7 +1547,7 @@ mod tests {
     #[test]
     fn ladders_nest_without_duplication() {
         // n_i: tcp.DstPort == i ? n_{i+1} : n_{i+2} (past the end: ACCEPT, then REJECT).
-        for n in [3u16, 10, 60] {
+        let ladder = |n: u16| {
             let j = |k: u16| {
                 if k < n {
                     l(k)
@@ -1569,35 +1569,16 @@ mod tests {
                     )
                 })
                 .collect();
-            let o = obj(&tests);
+            obj(&tests)
+        };
+        for n in [3u16, 10, 60] {
+            let o = ladder(n);
             let text = check_equivalent(&o, N, &envs_for(&o, 13, 400)).unwrap();
             assert!(!text.starts_with('@'));
             assert_eq!(count_tests(&parse(&text, N).unwrap()), usize::from(n));
         }
         // 250 nested levels still fit the parser's recursion budget.
-        let n = 250u16;
-        let j = |k: u16| {
-            if k < n {
-                l(k)
-            } else if k == n {
-                A
-            } else {
-                R
-            }
-        };
-        let tests: Vec<_> = (0..n)
-            .map(|i| {
-                (
-                    Field::TcpDstPort,
-                    Op::Eq,
-                    i128::from(i),
-                    0,
-                    j(i + 1),
-                    j(i + 2),
-                )
-            })
-            .collect();
-        let o = obj(&tests);
+        let o = ladder(250);
         let text = check_equivalent(&o, N, &envs_for(&o, 17, 100)).unwrap();
         assert!(!text.starts_with('@'));
     }
