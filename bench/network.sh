@@ -12,7 +12,10 @@
 #   (c) ebpf        eBPFDivert 0.0.5 (libebpfdivert.so from the pydivert 4.0.1 wheel) through
 #                   bench/network/ebpfdivert_passthru.c, filter "true" on the veth, single-packet
 #                   recv/send; ebpf-b64: the same with recv_ex/send_ex, 64 packets per call
-#   (d) lindivert   target/release/lindivert passthru "true" --threads N [--batch 64] --duration S
+#   (d) lindivert   target/release/lindivert passthru "true" --threads N [--batch 64] --duration S:
+#                   verdicts in place (Handle::recv_with, no copy); -copy: passthru --copy, the
+#                   WinDivert-shaped recv_batch/send_batch that copies each packet out and back;
+#                   -bp50: passthru --busy-poll 50 (poll 50 us before sleeping)
 #   and the *-nomatch variants: a handle (rule) that matches none of the traffic
 #   ("udp.DstPort == 9" / iptables -p udp --dport 9).
 # Workloads: TCP bulk (iperf3, 1 stream), 64-byte-payload UDP flood (delivered packets/s),
@@ -192,9 +195,11 @@ divert_start() {
     lindivert*)
       DKIND=lindivert
       local n="${setup#*-t}"; n="${n%%-*}"
-      local lbatch=1
+      local lbatch=1 lcopy=()
       case "$setup" in *-b64*) lbatch=64 ;; esac
-      ip netns exec "$NSA" "$ld_bin" passthru "$filter" --threads "$n" --batch "$lbatch" --duration 120 >"$log.out" 2>"$log.err" &
+      case "$setup" in *-copy*) lcopy=(--copy) ;; esac
+      case "$setup" in *-bp50*) lcopy+=(--busy-poll 50) ;; esac
+      ip netns exec "$NSA" "$ld_bin" passthru "$filter" --threads "$n" --batch "$lbatch" "${lcopy[@]}" --duration 120 >"$log.out" 2>"$log.err" &
       DPID=$!
       # Ready when its queue is bound (NFQUEUE back end) or it says so; else give it 2 s.
       local i
@@ -293,7 +298,7 @@ run_rtt() {
 
 # ---------------------------------------------------------------- plan
 setups="none nfq ebpf ebpf-b64"
-for n in $threads_list; do setups="$setups lindivert-t$n lindivert-t$n-b64"; done
+for n in $threads_list; do setups="$setups lindivert-t$n lindivert-t$n-b64 lindivert-t$n-copy lindivert-t$n-bp50"; done
 setups="$setups nfq-nomatch ebpf-nomatch"
 for n in $threads_list; do setups="$setups lindivert-t$n-nomatch"; done
 [ -n "${LDBENCH_SETUPS:-}" ] && setups="$LDBENCH_SETUPS"

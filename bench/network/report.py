@@ -56,9 +56,14 @@ def label(setup):
         n = setup.split("-t", 1)[1].split("-", 1)[0]
         if setup.endswith("-nomatch"):
             return f"(d) lindivert \"udp.DstPort == 9\" t{n}"
+        extra = ""
         if "-b64" in setup:
-            return f"(d) lindivert --threads {n} --batch 64"
-        return f"(d) lindivert --threads {n}"
+            extra += " --batch 64"
+        if "-copy" in setup:
+            extra += " --copy"
+        if "-bp50" in setup:
+            extra += " --busy-poll 50"
+        return f"(d) lindivert --threads {n}{extra}"
     return setup
 
 

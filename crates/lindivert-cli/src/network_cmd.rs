@@ -12,7 +12,7 @@ use lindivert::core::filter::Filter;
 use lindivert::core::packet::{calc_checksums, hash_packet, parse, ChecksumFlags, ParsedPacket};
 use lindivert::handle::QueueRef;
 use lindivert::sys::time::{monotonic_ns, realtime_ns};
-use lindivert::{Address, Error, Flags, Handle, Layer, OpenOptions, Param};
+use lindivert::{Address, Error, Flags, Handle, Layer, OpenOptions, Param, Verdict};
 use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -55,16 +55,19 @@ fn common(a: &Args, default_filter: Option<&str>) -> Result<Common, CliError> {
 }
 
 fn open(c: &Common, flags: Flags) -> Result<Handle, CliError> {
-    open_with(c, flags, 1)
+    open_with(c, flags, |o| o)
 }
 
-fn open_with(c: &Common, flags: Flags, queues: u16) -> Result<Handle, CliError> {
+fn open_with(
+    c: &Common,
+    flags: Flags,
+    more: impl FnOnce(OpenOptions) -> OpenOptions,
+) -> Result<Handle, CliError> {
     let netns = c.netns.as_deref().map(netns_dir).transpose()?;
     let o = OpenOptions::new(&c.filter)
         .priority(c.priority)
-        .flags(flags)
-        .queues(queues);
-    open_handle(o, netns.as_deref())
+        .flags(flags);
+    open_handle(more(o), netns.as_deref())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -442,7 +445,9 @@ fn port_unreachable(p: &ParsedPacket<'_>) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------
 // passthru
 
-/// `passthru [FILTER] [--threads N] [--batch N] [--priority N] [--duration S] [--netns NAME]`
+/// `passthru [FILTER] [--threads N] [--batch N] [--priority N] [--duration S] [--netns NAME]
+/// [--copy] [--busy-poll US]`: re-injects in place (`recv_with`, no copy); `--copy` uses
+/// `recv`/`send` batches; `--busy-poll` sets [`OpenOptions::busy_poll`].
 pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
     let a = Args::parse(
         argv,
@@ -452,10 +457,12 @@ pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
             "--priority",
             "--duration",
             "--netns",
+            "--busy-poll",
         ],
-        &[],
+        &["--copy"],
     )?;
     let c = common(&a, Some("true"))?;
+    let copy = a.flag("--copy");
     let threads: usize = a.number("--threads", 1)?;
     if !(1..=64).contains(&threads) {
         return Err(CliError::usage("error: invalid number of threads (1..64)"));
@@ -463,6 +470,13 @@ pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
     let batch: usize = a.number("--batch", 1)?;
     if !(1..=255).contains(&batch) {
         return Err(CliError::usage("error: invalid batch size (1..255)"));
+    }
+    let busy_poll: u64 = a.number("--busy-poll", 0)?;
+    if busy_poll > lindivert::handle::BUSY_POLL_MAX.as_micros() as u64 {
+        return Err(CliError::usage(format!(
+            "error: --busy-poll {busy_poll}: at most {} microseconds",
+            lindivert::handle::BUSY_POLL_MAX.as_micros()
+        )));
     }
     let duration = match a.option("--duration") {
         None => None,
@@ -477,7 +491,10 @@ pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
     };
     let sig = signals()?;
     // one nfnetlink queue per thread (spread by CPU), each thread reading its own
-    let h = Arc::new(open_with(&c, Flags::NONE, threads as u16)?);
+    let h = Arc::new(open_with(&c, Flags::NONE, |o| {
+        o.queues(threads as u16)
+            .busy_poll(Duration::from_micros(busy_poll))
+    })?);
     let stop = Arc::new(AtomicBool::new(false));
     let packets = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
@@ -488,7 +505,11 @@ pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
                 (h.clone(), stop.clone(), packets.clone(), bytes.clone());
             std::thread::spawn(move || {
                 let q = h.queue(i).expect("one queue per thread");
-                passthru_loop(&q, batch, &stop, &packets, &bytes)
+                if copy {
+                    passthru_copy(&q, batch, &stop, &packets, &bytes)
+                } else {
+                    passthru_inplace(&q, batch, &stop, &packets, &bytes)
+                }
             })
         })
         .collect();
@@ -531,7 +552,37 @@ pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn passthru_loop(
+/// Every packet re-injected as it is, without copying it out (`recv_with`).
+fn passthru_inplace(
+    h: &QueueRef<'_>,
+    batch: usize,
+    stop: &AtomicBool,
+    packets: &AtomicU64,
+    bytes: &AtomicU64,
+) {
+    let (mut p, mut b) = (0u64, 0u64);
+    while !stop.load(Ordering::Acquire) {
+        let r = h.recv_with(batch, Some(Duration::from_millis(100)), |pkt, _addr| {
+            p += 1;
+            b += pkt.len() as u64;
+            Verdict::Accept
+        });
+        match r {
+            Ok(_) | Err(Error::Timeout) => {}
+            Err(Error::Closed) | Err(Error::NoData) => break,
+            Err(e) => eprintln!("warning: failed to read packet ({e})"),
+        }
+        if p >= 4096 {
+            packets.fetch_add(std::mem::take(&mut p), Ordering::Relaxed);
+            bytes.fetch_add(std::mem::take(&mut b), Ordering::Relaxed);
+        }
+    }
+    packets.fetch_add(p, Ordering::Relaxed);
+    bytes.fetch_add(b, Ordering::Relaxed);
+}
+
+/// Every packet copied out with `recv_batch` and back with `send_batch`.
+fn passthru_copy(
     h: &QueueRef<'_>,
     batch: usize,
     stop: &AtomicBool,

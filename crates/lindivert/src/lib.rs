@@ -89,5 +89,5 @@ pub mod socket;
 pub mod sys;
 
 pub use error::Error;
-pub use handle::{Handle, OpenOptions, QueueRef, Stats};
+pub use handle::{Handle, OpenOptions, QueueRef, Stats, Verdict};
 pub use lindivert_core::{Address, Flags, Layer, Param, Shutdown};
