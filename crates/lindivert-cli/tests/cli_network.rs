@@ -181,48 +181,56 @@ fn netfilter_refuses_tcp_with_rst_and_udp_with_icmp() {
 #[test]
 fn passthru_keeps_traffic_flowing_and_counts() {
     require_root!();
-    let pair = Pair::new();
-    let _echo = Echo::start(&pair.b, 7600);
-    let mut child = spawn(&[
-        "passthru",
-        "udp",
-        "--threads",
-        "2",
-        "--batch",
-        "16",
-        "--netns",
-        &pair.a.name,
-    ]);
-    wait_open(&pair.a, &mut child);
-    let payloads: Vec<Vec<u8>> = (0..20).map(|i| format!("p{i}").into_bytes()).collect();
-    let replies = udp_exchange(
-        &pair.a,
-        SocketAddr::from((pair.b_ip, 7600)),
-        payloads.clone(),
-        Duration::from_secs(2),
-    );
-    assert_eq!(replies, payloads);
-    let out = terminate(child);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    // 20 requests out + 20 replies in
-    let n: u64 = text
-        .strip_prefix("passthru: ")
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected output: {text}"));
-    assert_eq!(n, 40, "{text}");
-    assert!(text.contains(" packets, "), "{text}");
-    // the handle is gone after the graceful exit
-    assert!(pair
-        .a
-        .tables()
-        .iter()
-        .all(|t| !t.name.starts_with("lindivert_")));
+    // in place (recv_with), and copied out and back (--copy) with busy-poll
+    for (port, extra) in [
+        (7600u16, &[][..]),
+        (7601, &["--copy", "--busy-poll", "200"][..]),
+    ] {
+        let pair = Pair::new();
+        let _echo = Echo::start(&pair.b, port);
+        let mut args = vec![
+            "passthru",
+            "udp",
+            "--threads",
+            "2",
+            "--batch",
+            "16",
+            "--netns",
+            &pair.a.name,
+        ];
+        args.extend_from_slice(extra);
+        let mut child = spawn(&args);
+        wait_open(&pair.a, &mut child);
+        let payloads: Vec<Vec<u8>> = (0..20).map(|i| format!("p{i}").into_bytes()).collect();
+        let replies = udp_exchange(
+            &pair.a,
+            SocketAddr::from((pair.b_ip, port)),
+            payloads.clone(),
+            Duration::from_secs(2),
+        );
+        assert_eq!(replies, payloads, "{extra:?}");
+        let out = terminate(child);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        // 20 requests out + 20 replies in
+        let n: u64 = text
+            .strip_prefix("passthru: ")
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected output: {text}"));
+        assert_eq!(n, 40, "{extra:?}: {text}");
+        assert!(text.contains(" packets, "), "{text}");
+        // the handle is gone after the graceful exit
+        assert!(pair
+            .a
+            .tables()
+            .iter()
+            .all(|t| !t.name.starts_with("lindivert_")));
+    }
 }
 
 #[test]
@@ -266,4 +274,15 @@ fn passthru_duration_and_bad_filter() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no network namespace named"));
+
+    let out = Command::new(BIN)
+        .args(["passthru", "--busy-poll", "20000", "--netns", &pair.a.name])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--busy-poll 20000: at most 10000"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
