@@ -88,7 +88,7 @@ def ratio(v, ref):
 
 def table(title, key, unit, fmt, higher_better, extra_cols=None):
     print(title)
-    hdr = f"  {'setup':38} {unit:>10}  {'vs none':>7} {'vs NFQ':>7} {'vs eBPF':>7}"
+    hdr = f"  {'setup':44} {unit:>10}  {'vs none':>7} {'vs NFQ':>7} {'vs eBPF':>7}"
     if multi:
         hdr += f" {'range':>15}"
     for name, _fn in extra_cols or []:
@@ -96,13 +96,13 @@ def table(title, key, unit, fmt, higher_better, extra_cols=None):
     print(hdr)
     for s in all_setups:
         if s in unavailable:
-            print(f"  {label(s):38} lindivert: not available ({unavailable[s]})")
+            print(f"  {label(s):44} lindivert: not available ({unavailable[s]})")
             continue
         if s not in rows:
             continue
         v = med(s, key)
         rn, re_ = refs(s)
-        line = f"  {label(s):38} {fmt(v) if v is not None else 'failed':>10}  {ratio(v, med('none', key)):>7}"
+        line = f"  {label(s):44} {fmt(v) if v is not None else 'failed':>10}  {ratio(v, med('none', key)):>7}"
         line += f" {ratio(v, med(rn, key)):>7} {ratio(v, med(re_, key)):>7}"
         if multi:
             vals = [x for x in rows[s].get(key, []) if x is not None and x == x]

@@ -42,6 +42,12 @@
 //! delivered packets to work through (at most 64 verdicts or a few milliseconds), and
 //! consecutive plain ACCEPTs go out as one `NFQNL_MSG_VERDICT_BATCH`.
 //!
+//! Zero copy: [`Handle::recv_with`] shows the waiting packets to a callback in place, in
+//! the receive buffers they arrived in, and applies the [`Verdict`] it returns (no copy out,
+//! no copy back, no comparison with the original). Busy-poll ([`OpenOptions::busy_poll`],
+//! off by default): a receive that waits alone on an empty queue polls the socket for a
+//! while before it sleeps, so a packet arriving meanwhile costs no wake-up.
+//!
 //! Queues: [`OpenOptions::queues`] spreads packets over several nfnetlink queues by CPU
 //! (`NFQ_FLAG_CPU_FANOUT`); each has its own socket, buffers and lock, so one thread per
 //! queue ([`Handle::queue`], [`Handle::split`]) shares nothing on the hot path.

@@ -72,6 +72,28 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Without copying: [`Handle::recv_with`] shows up to `max` waiting packets in place and
+//! applies the [`Verdict`] returned for each (here: drop inbound TCP resets, pass the rest;
+//! busy-poll 50 µs for low latency):
+//!
+//! ```no_run
+//! use lindivert::{OpenOptions, Verdict};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), lindivert::Error> {
+//! let handle = OpenOptions::new("inbound and tcp")
+//!     .busy_poll(Duration::from_micros(50))
+//!     .open()?;
+//! loop {
+//!     handle.recv_with(64, None, |pkt, _addr| {
+//!         let ihl = (pkt[0] & 0x0f) as usize * 4;
+//!         let rst = pkt[0] >> 4 == 4 && pkt.get(ihl + 13).is_some_and(|f| f & 0x04 != 0);
+//!         if rst { Verdict::Drop } else { Verdict::Accept }
+//!     })?;
+//! }
+//! # }
+//! ```
 #![warn(missing_docs)]
 
 pub use lindivert_core as core;
