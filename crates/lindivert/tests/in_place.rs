@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{require_root, Echo, Pair};
+use common::{require_root, tcp_server_in_b, Echo, Pair};
 use lindivert::{Address, Error, Flags, Handle, OpenOptions, Verdict};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -115,16 +115,8 @@ fn every_verdict_on_real_traffic() {
 #[test]
 fn gso_stream_rewritten_in_place() {
     require_root!();
-    use std::io::{Read, Write};
     let pair = Pair::new();
-    let server = pair.b.spawn(|| {
-        let l = std::net::TcpListener::bind("0.0.0.0:9302").unwrap();
-        let (mut s, _) = l.accept().unwrap();
-        let mut total = Vec::new();
-        s.read_to_end(&mut total).unwrap();
-        total
-    });
-    std::thread::sleep(Duration::from_millis(100));
+    let transfer = tcp_server_in_b(&pair, 9302);
     let h = Arc::new(open_in(
         &pair,
         "tcp.DstPort == 9302 or tcp.SrcPort == 9302",
@@ -156,13 +148,7 @@ fn gso_stream_rewritten_in_place() {
     let text: Vec<u8> = (0..3_000_000u32)
         .map(|i| b"abcdefghijklmnopqrstuvwxyz .,"[(i % 29) as usize])
         .collect();
-    let t2 = text.clone();
-    let b_ip = pair.b_ip;
-    pair.a.run(move || {
-        let mut s = std::net::TcpStream::connect((b_ip, 9302)).unwrap();
-        s.write_all(&t2).unwrap();
-    });
-    let got = server.join().unwrap();
+    let got = transfer(text.clone());
     stop.store(true, Ordering::Relaxed);
     let biggest = worker.join().unwrap();
     assert_eq!(got.len(), text.len());

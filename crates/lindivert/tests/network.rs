@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{kernel_queued, require_root, udp_exchange, Echo, Pair};
+use common::{kernel_queued, require_root, tcp_server_in_b, udp_exchange, Echo, Pair};
 use lindivert::{Address, Error, Flags, Handle, Layer, OpenOptions, Param};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -348,16 +348,8 @@ fn loopback_packets_are_diverted_once_as_outbound() {
 #[test]
 fn tcp_stream_passthrough_with_gso() {
     require_root!();
-    use std::io::{Read, Write};
     let pair = Pair::new();
-    let server = pair.b.spawn(|| {
-        let l = std::net::TcpListener::bind("0.0.0.0:7904").unwrap();
-        let (mut s, _) = l.accept().unwrap();
-        let mut total = Vec::new();
-        s.read_to_end(&mut total).unwrap();
-        total
-    });
-    std::thread::sleep(Duration::from_millis(100));
+    let transfer = tcp_server_in_b(&pair, 7904);
     let h = Arc::new(open_in(
         &pair,
         "tcp.DstPort == 7904 or tcp.SrcPort == 7904",
@@ -372,14 +364,8 @@ fn tcp_stream_passthrough_with_gso() {
         h.send(p, a).unwrap();
     });
     let data: Vec<u8> = (0..4_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let d2 = data.clone();
-    let b_ip = pair.b_ip;
     let started = Instant::now();
-    pair.a.run(move || {
-        let mut s = std::net::TcpStream::connect((b_ip, 7904)).unwrap();
-        s.write_all(&d2).unwrap();
-    });
-    let got = server.join().unwrap();
+    let got = transfer(data.clone());
     let secs = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     t.join().unwrap();

@@ -395,3 +395,27 @@ pub fn wait_bpf_ids_gone(progs: &[u32], links: &[u32], since: std::time::Instant
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A TCP server on `port` in `pair.b` that reads one connection to its end; returns a
+/// function that connects from `pair.a`, writes `data`, closes, and returns what the server
+/// read. Divert between the two calls.
+#[allow(dead_code)]
+pub fn tcp_server_in_b(pair: &Pair, port: u16) -> impl FnOnce(Vec<u8>) -> Vec<u8> + '_ {
+    use std::io::{Read, Write};
+    let server = pair.b.spawn(move || {
+        let l = std::net::TcpListener::bind(("0.0.0.0", port)).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let mut total = Vec::new();
+        s.read_to_end(&mut total).unwrap();
+        total
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let b_ip = pair.b_ip;
+    move |data: Vec<u8>| {
+        pair.a.run(move || {
+            let mut s = std::net::TcpStream::connect((b_ip, port)).unwrap();
+            s.write_all(&data).unwrap();
+        });
+        server.join().unwrap()
+    }
+}
