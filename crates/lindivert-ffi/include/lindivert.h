@@ -261,6 +261,11 @@ typedef enum {
     WINDIVERT_PARAM_VERSION_MINOR = 4
 } WINDIVERT_PARAM, *PWINDIVERT_PARAM;
 #define WINDIVERT_PARAM_MAX WINDIVERT_PARAM_VERSION_MINOR
+/* lindivert extension (WinDivertSetParam/GetParam, NETWORK and NETWORK_FORWARD handles only,
+ * else ERROR_INVALID_PARAMETER): a receive that finds its queue empty polls for up to this
+ * many microseconds before it sleeps (lower latency, more CPU). Default 0 (off), max 10000. */
+#define LINDIVERT_PARAM_BUSY_POLL ((WINDIVERT_PARAM)64)
+#define LINDIVERT_PARAM_BUSY_POLL_MAX 10000
 
 typedef enum {
     WINDIVERT_SHUTDOWN_RECV = 0x1,

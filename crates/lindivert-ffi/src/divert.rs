@@ -25,6 +25,10 @@ use lindivert_core::{Address, Flags, Layer, Param, Shutdown};
 
 use crate::error::{Fail, ERROR_BAD_COMMAND, ERROR_INVALID_PARAMETER, R};
 
+/// `LINDIVERT_PARAM_BUSY_POLL` (lindivert.h): busy-poll time in microseconds, NETWORK and
+/// NETWORK_FORWARD handles only ([`lindivert::OpenOptions::busy_poll`]).
+pub const PARAM_BUSY_POLL: u32 = 64;
+
 /// The object behind a handle.
 enum Obj {
     Network(Handle),
@@ -298,6 +302,13 @@ impl Entry {
 
     /// `WinDivertSetParam`.
     pub fn set_param(&self, param: u32, value: u64) -> R<()> {
+        if param == PARAM_BUSY_POLL {
+            let Obj::Network(h) = &self.obj else {
+                return Err(Fail::param());
+            };
+            let d = Duration::from_micros(value);
+            return h.set_busy_poll(d).map_err(|e| self.map_err(e));
+        }
         let p = Param::from_u32(param).ok_or(Fail::param())?;
         p.check(value).map_err(|_| Fail::param())?;
         match &self.obj {
@@ -311,6 +322,12 @@ impl Entry {
 
     /// `WinDivertGetParam`.
     pub fn get_param(&self, param: u32) -> R<u64> {
+        if param == PARAM_BUSY_POLL {
+            let Obj::Network(h) = &self.obj else {
+                return Err(Fail::param());
+            };
+            return Ok(h.busy_poll().as_micros() as u64);
+        }
         let p = Param::from_u32(param).ok_or(Fail::param())?;
         Ok(match &self.obj {
             Obj::Network(h) => h.get_param(p),

@@ -617,12 +617,7 @@ impl Handle {
                 message: e.to_string(),
                 position: e.pos,
             })?;
-        if o.busy_poll > BUSY_POLL_MAX {
-            return Err(Error::InvalidParameter(format!(
-                "busy_poll {:?} exceeds {BUSY_POLL_MAX:?}",
-                o.busy_poll
-            )));
-        }
+        check_busy_poll(o.busy_poll)?;
         if !(1..=MAX_QUEUES as u16).contains(&o.queues) {
             return Err(Error::InvalidParameter(format!(
                 "queue count {} outside 1..={MAX_QUEUES}",
@@ -961,6 +956,21 @@ impl Handle {
         Ok(())
     }
 
+    /// Change [`OpenOptions::busy_poll`] (at most [`BUSY_POLL_MAX`]; zero: off). Takes
+    /// effect at the next receive that finds its queue empty.
+    pub fn set_busy_poll(&self, d: Duration) -> Result<(), Error> {
+        check_busy_poll(d)?;
+        self.inner
+            .busy_poll_ns
+            .store(d.as_nanos() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The current busy-poll time ([`OpenOptions::busy_poll`]).
+    pub fn busy_poll(&self) -> Duration {
+        Duration::from_nanos(self.inner.busy_poll_ns.load(Ordering::Relaxed))
+    }
+
     /// `WinDivertGetParam`.
     pub fn get_param(&self, param: Param) -> u64 {
         match param {
@@ -1122,6 +1132,15 @@ impl AsRawFd for QueueRef<'_> {
         q.enable_signal();
         q.epoll.as_raw_fd()
     }
+}
+
+fn check_busy_poll(d: Duration) -> Result<(), Error> {
+    if d > BUSY_POLL_MAX {
+        return Err(Error::InvalidParameter(format!(
+            "busy_poll {d:?} exceeds {BUSY_POLL_MAX:?}"
+        )));
+    }
+    Ok(())
 }
 
 fn check_batch(n: usize) -> Result<(), Error> {

@@ -304,6 +304,19 @@ fn busy_poll_receives_and_rejects_bad_values() {
     )
     .unwrap();
     let plain = open("outbound and udp.DstPort == 9308", Duration::ZERO).unwrap();
+    assert_eq!(
+        (h.busy_poll(), plain.busy_poll()),
+        (Duration::from_millis(10), Duration::ZERO)
+    );
+    assert!(matches!(
+        plain.set_busy_poll(Duration::from_millis(11)),
+        Err(Error::InvalidParameter(_))
+    ));
+    assert_eq!(
+        plain.busy_poll(),
+        Duration::ZERO,
+        "a refused value changes nothing"
+    );
 
     // empty queue: the busy-polling receive spends CPU for about 10 ms, then sleeps; the
     // plain one sleeps at once; both keep to their timeout

@@ -506,6 +506,13 @@ static void test_network(void) {
     CHECK_ERR(WinDivertSetParam(h, (WINDIVERT_PARAM)5, 100), ERROR_INVALID_PARAMETER);
     CHECK_ERR(WinDivertGetParam(h, (WINDIVERT_PARAM)5, &v), ERROR_INVALID_PARAMETER);
     CHECK_ERR(WinDivertGetParam(h, WINDIVERT_PARAM_QUEUE_TIME, NULL), ERROR_INVALID_PARAMETER);
+    /* lindivert's busy-poll extension */
+    CHECK(WinDivertGetParam(h, LINDIVERT_PARAM_BUSY_POLL, &v) && v == 0);
+    CHECK(WinDivertSetParam(h, LINDIVERT_PARAM_BUSY_POLL, 50));
+    CHECK(WinDivertGetParam(h, LINDIVERT_PARAM_BUSY_POLL, &v) && v == 50);
+    CHECK_ERR(WinDivertSetParam(h, LINDIVERT_PARAM_BUSY_POLL, LINDIVERT_PARAM_BUSY_POLL_MAX + 1),
+              ERROR_INVALID_PARAMETER);
+    CHECK(WinDivertGetParam(h, LINDIVERT_PARAM_BUSY_POLL, &v) && v == 50);
 
     /* nothing queued: non-blocking receive */
     UINT8 buf[WINDIVERT_MTU_MAX];
@@ -759,6 +766,7 @@ static void test_flow_layer(void) {
     }
     CHECK(h != INVALID_HANDLE_VALUE);
     CHECK(WinDivertGetFd(h) >= 0);
+    CHECK_ERR(WinDivertSetParam(h, LINDIVERT_PARAM_BUSY_POLL, 50), ERROR_INVALID_PARAMETER);
     CHECK(!wait_fd(h, 100));
     int c = socket(AF_INET, SOCK_STREAM, 0);
     CHECK(connect(c, (struct sockaddr *)&sa, sizeof sa) == 0);
