@@ -1657,9 +1657,7 @@ impl Inner {
                     false
                 }
                 (Verdict::Modified, Some(id)) => {
-                    if !addr.ip_checksum || !addr.tcp_checksum || !addr.udp_checksum {
-                        pkt::repair_checksums(bytes, &addr);
-                    }
+                    pkt::repair_checksums(bytes, &addr);
                     verdicts.add(qn, id, nfqueue::NF_ACCEPT, None, Some(bytes));
                     sent += 1;
                     false
@@ -1673,19 +1671,10 @@ impl Inner {
                     true
                 }
                 (Verdict::Modified, None) => {
-                    // a SNIFF copy (its original has passed): the changed copy is a new packet
-                    if !addr.ip_checksum || !addr.tcp_checksum || !addr.udp_checksum {
-                        pkt::repair_checksums(bytes, &addr);
-                    }
-                    let sock = if bytes.first().is_some_and(|b| b >> 4 == 6) {
-                        &self.raw6
-                    } else {
-                        &self.raw4
-                    };
-                    if let Some(Ok(_)) = sock.as_ref().map(|s| s.send_packet(bytes)) {
-                        sent += 1;
-                        self.injected.fetch_add(1, Ordering::Relaxed);
-                    }
+                    // a SNIFF copy (its original has passed): the changed copy is a new
+                    // packet (a failed injection counts as not sent)
+                    pkt::repair_checksums(bytes, &addr);
+                    let _ = self.inject(bytes);
                     false
                 }
                 // other SNIFF copies: the original has passed already
@@ -2041,12 +2030,9 @@ impl Inner {
                 }
                 ttl_copy = Some(v);
             }
-            let fix = !addr.ip_checksum || !addr.tcp_checksum || !addr.udp_checksum;
             let fixed = || {
                 let mut v = ttl_copy.clone().unwrap_or_else(|| bytes.to_vec());
-                if fix {
-                    pkt::repair_checksums(&mut v, addr);
-                }
+                pkt::repair_checksums(&mut v, addr);
                 v
             };
             let mut flow = None;
@@ -2069,24 +2055,8 @@ impl Inner {
                     self.sent.fetch_add(1, Ordering::Relaxed);
                 }
                 None => {
-                    let v = fixed();
-                    let sock = if bytes[0] >> 4 == 6 {
-                        &self.raw6
-                    } else {
-                        &self.raw4
-                    };
-                    match sock.as_ref().map(|s| s.send_packet(&v)) {
-                        Some(Ok(_)) => {
-                            self.sent.fetch_add(1, Ordering::Relaxed);
-                            self.injected.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Some(Err(e)) => last_err = Some(Error::Io(e)),
-                        None => {
-                            last_err = Some(Error::PermissionDenied {
-                                capability: "CAP_NET_RAW",
-                                operation: "injecting a new packet (raw socket)".into(),
-                            })
-                        }
+                    if let Err(e) = self.inject(&fixed()) {
+                        last_err = Some(e);
                     }
                 }
             }
@@ -2095,6 +2065,26 @@ impl Inner {
             Some(e) => Err(e),
             None => Ok(off),
         })
+    }
+
+    /// Inject `bytes` as a new packet through the raw socket of its IP version (with the
+    /// injection mark); counts it as sent and injected.
+    fn inject(&self, bytes: &[u8]) -> Result<(), Error> {
+        let sock = if bytes.first().is_some_and(|b| b >> 4 == 6) {
+            &self.raw6
+        } else {
+            &self.raw4
+        };
+        let Some(sock) = sock else {
+            return Err(Error::PermissionDenied {
+                capability: "CAP_NET_RAW",
+                operation: "injecting a new packet (raw socket)".into(),
+            });
+        };
+        sock.send_packet(bytes).map_err(Error::Io)?;
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.injected.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The worker: while the application is idle on a queue, read that queue's socket

@@ -79,6 +79,9 @@ fn mix(h: u64, w: u64) -> u64 {
 /// as WinDivert's driver does before injecting. Packets that cannot take a transport
 /// checksum (fragments, truncated) keep what they have.
 pub fn repair_checksums(packet: &mut [u8], addr: &Address) {
+    if addr.ip_checksum && addr.tcp_checksum && addr.udp_checksum {
+        return;
+    }
     let mut flags = ChecksumFlags::NO_ICMP_CHECKSUM | ChecksumFlags::NO_ICMPV6_CHECKSUM;
     if addr.ip_checksum {
         flags |= ChecksumFlags::NO_IP_CHECKSUM;
