@@ -26,6 +26,7 @@
 //! assert_eq!(e.to_string(), "invalid filter at byte 4: unknown field");
 //! ```
 
+use crate::sys::bpf::BpfError;
 use crate::sys::nfnl::NlError;
 use std::fmt;
 use std::io;
@@ -126,6 +127,19 @@ impl From<io::Error> for Error {
 }
 
 impl Error {
+    /// Map a failed bpf() call (creating a map, loading a program: `what`) to a clear error.
+    pub(crate) fn from_bpf(what: &str, e: BpfError) -> Error {
+        match e.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) if !matches!(e, BpfError::Verifier { .. }) => {
+                Error::PermissionDenied {
+                    capability: "CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN)",
+                    operation: what.to_string(),
+                }
+            }
+            _ => Error::Io(io::Error::other(format!("{what}: {e}"))),
+        }
+    }
+
     /// Map a failed netlink request to a clear error.
     pub(crate) fn from_netlink(e: NlError) -> Error {
         match e.errno {

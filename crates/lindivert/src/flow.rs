@@ -40,10 +40,10 @@ use lindivert_core::{Address, Event, Flags, Layer, Shutdown};
 
 use crate::error::Error;
 use crate::registry::{HandleInfo, Registration};
-use crate::sys::bpf::{self, BpfError, LoadOptions, Map, MapType, ProgType};
+use crate::sys::bpf::{self, LoadOptions, Map, MapType, ProgType};
 use crate::sys::cgroup::{self, Cgroup};
 use crate::sys::netns::NetNs;
-use crate::sys::poll::{Epoll, EventFlag, Timer};
+use crate::sys::poll::{Epoll, EventFlag, Readiness, Timer};
 use crate::sys::ringbuf::RingBuf;
 
 /// The default UDP inactivity timeout (WFP's idle timeout for UDP flows is 60 s).
@@ -119,10 +119,9 @@ struct RecvState {
     pending: VecDeque<Address>,
     udp: HashMap<[u8; UDP_KEY_SIZE as usize], UdpFlow>,
     next_scan: Instant,
-    /// Whether `ready` is set (mirrors "events are queued, or the handle is shut down").
-    flagged: bool,
-    /// The deadline `timer` is armed for (the next UDP scan), if any.
-    armed: Option<Instant>,
+    /// What `ready` ("events are queued, or the handle is shut down") and `timer` (the next
+    /// UDP scan) say.
+    readiness: Readiness,
 }
 
 /// A FLOW-layer handle (WinDivert `WINDIVERT_LAYER_FLOW`).
@@ -191,18 +190,6 @@ impl std::fmt::Debug for FlowHandle {
     }
 }
 
-fn bpf_err(what: &str, e: BpfError) -> Error {
-    match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) if !matches!(e, BpfError::Verifier { .. }) => {
-            Error::PermissionDenied {
-                capability: "CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN)",
-                operation: what.to_string(),
-            }
-        }
-        _ => Error::Io(std::io::Error::other(format!("{what}: {e}"))),
-    }
-}
-
 fn load(
     obj: &lindivert_core::filter::Object,
     hook: FlowHook,
@@ -219,7 +206,7 @@ fn load(
             ..LoadOptions::default()
         },
     )
-    .map_err(|e| bpf_err(&format!("loading the FLOW {hook:?} program"), e))
+    .map_err(|e| Error::from_bpf(&format!("loading the FLOW {hook:?} program"), e))
 }
 
 impl FlowHandle {
@@ -258,14 +245,14 @@ impl FlowHandle {
             None => cgroup::current_netns_cookie()?,
         };
         let ringbuf = Map::ringbuf(RINGBUF_SIZE, "ld_flow_events")
-            .map_err(|e| bpf_err("creating the event ring buffer", e))?;
+            .map_err(|e| Error::from_bpf("creating the event ring buffer", e))?;
         let ring = RingBuf::new(ringbuf.as_fd(), RINGBUF_SIZE as usize)?;
         let socks = Map::create(LRU_HASH, 8, SOCKS_VALUE_SIZE, 65536, 0, "ld_flow_socks")
-            .map_err(|e| bpf_err("creating the socks map", e))?;
+            .map_err(|e| Error::from_bpf("creating the socks map", e))?;
         let ports = Map::hash(4, PORTS_VALUE_SIZE, 65536, "ld_flow_ports")
-            .map_err(|e| bpf_err("creating the ports map", e))?;
+            .map_err(|e| Error::from_bpf("creating the ports map", e))?;
         let tcpflows = Map::create(LRU_HASH, 8, TCPFLOWS_VALUE_SIZE, 65536, 0, "ld_flow_tcp")
-            .map_err(|e| bpf_err("creating the tcpflows map", e))?;
+            .map_err(|e| Error::from_bpf("creating the tcpflows map", e))?;
         let udpflows = Map::create(
             LRU_HASH,
             UDP_KEY_SIZE,
@@ -274,7 +261,7 @@ impl FlowHandle {
             0,
             "ld_flow_udp",
         )
-        .map_err(|e| bpf_err("creating the udpflows map", e))?;
+        .map_err(|e| Error::from_bpf("creating the udpflows map", e))?;
         let (established, deleted, tcp, udp) = FlowConfig::analyze(filter.object());
         let mut cfg = FlowConfig {
             netns_cookie,
@@ -368,8 +355,7 @@ impl FlowHandle {
                 pending: VecDeque::new(),
                 udp: HashMap::new(),
                 next_scan: Instant::now(),
-                flagged: false,
-                armed: None,
+                readiness: Readiness::default(),
             }),
             epoll,
             ready,
@@ -481,21 +467,9 @@ impl FlowHandle {
     fn sync_fd(&self, st: &mut RecvState) {
         let shut = self.recv_shut.load(Ordering::Acquire);
         let want = shut || !st.pending.is_empty();
-        if want != st.flagged {
-            if want {
-                self.ready.set();
-            } else {
-                self.ready.clear();
-            }
-            st.flagged = want;
-        }
+        st.readiness.mirror(&self.ready, want);
         let deadline = (!shut && !st.udp.is_empty()).then_some(st.next_scan);
-        if deadline != st.armed {
-            let after = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if self.timer.arm(after).is_ok() {
-                st.armed = deadline;
-            }
-        }
+        st.readiness.arm(&self.timer, deadline);
     }
 
     /// Receive the next event, waiting as long as needed.
@@ -516,15 +490,14 @@ impl FlowHandle {
                     return r;
                 }
             }
-            let now = Instant::now();
-            let left = match deadline {
-                Some(d) if now >= d => return Err(Error::Timeout),
-                Some(d) => Some(d - now),
-                None => None,
-            };
-            let slice = Duration::from_millis(100);
-            self.epoll
-                .wait(Some(left.map_or(slice, |l| l.min(slice))))?;
+            // now and then even without a notification (the ring buffer only notifies when
+            // the consumer has caught up)
+            if !self
+                .epoll
+                .wait_until(deadline, Duration::from_millis(100))?
+            {
+                return Err(Error::Timeout);
+            }
         }
     }
 

@@ -29,7 +29,7 @@ use crate::sys::attr::{be64, cstr, messages};
 use crate::sys::netlink::{setsockopt_int, NetlinkSocket, NETLINK_NETFILTER};
 use crate::sys::netns::NetNs;
 use crate::sys::nfnl::{NlError, SUBSYS_NFTABLES};
-use crate::sys::poll::{Epoll, EventFlag, Timer};
+use crate::sys::poll::{Epoll, EventFlag, Readiness, Timer};
 
 /// How often a waiting REFLECT handle re-lists the tables to notice owner tables the
 /// kernel removed silently.
@@ -102,10 +102,8 @@ struct State {
     queue: VecDeque<(Vec<u8>, Address)>,
     next_resync: Instant,
     buf: Vec<u8>,
-    /// Whether `ready` is set (mirrors "events are queued").
-    flagged: bool,
-    /// The deadline `timer` is armed for (the next re-list), if any.
-    armed: Option<Instant>,
+    /// What `ready` ("events are queued") and `timer` (the next re-list) say.
+    readiness: Readiness,
 }
 
 /// A REFLECT-layer handle (WinDivert `WINDIVERT_LAYER_REFLECT`).
@@ -259,8 +257,7 @@ impl ReflectHandle {
                 queue: VecDeque::new(),
                 next_resync: Instant::now() + RESYNC_INTERVAL,
                 buf: vec![0u8; 256 * 1024],
-                flagged: false,
-                armed: None,
+                readiness: Readiness::default(),
             }),
             recv_shut: AtomicBool::new(false),
             epoll,
@@ -475,21 +472,9 @@ impl ReflectHandle {
     fn sync_fd(&self, st: &mut State) {
         let shut = self.recv_shut.load(Ordering::Acquire);
         let want = shut || !st.queue.is_empty();
-        if want != st.flagged {
-            if want {
-                self.ready.set();
-            } else {
-                self.ready.clear();
-            }
-            st.flagged = want;
-        }
-        let deadline = (!shut).then_some(st.next_resync);
-        if deadline != st.armed {
-            let after = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if self.timer.arm(after).is_ok() {
-                st.armed = deadline;
-            }
-        }
+        st.readiness.mirror(&self.ready, want);
+        st.readiness
+            .arm(&self.timer, (!shut).then_some(st.next_resync));
     }
 
     fn recv_locked(

@@ -37,10 +37,10 @@ use lindivert_core::filter::Filter;
 use lindivert_core::{Address, Flags, Layer, Shutdown};
 
 use crate::error::Error;
-use crate::sys::bpf::{self, BpfError, LoadOptions, Map, MapType, ProgType};
+use crate::sys::bpf::{self, LoadOptions, Map, MapType, ProgType};
 use crate::sys::cgroup::{self, Cgroup};
 use crate::sys::netns::NetNs;
-use crate::sys::poll::{Epoll, EventFlag};
+use crate::sys::poll::{Epoll, EventFlag, Readiness};
 use crate::sys::ringbuf::RingBuf;
 
 /// Ring buffer size (bytes).
@@ -102,8 +102,8 @@ struct Attached {
 struct RecvState {
     ring: RingBuf,
     pending: VecDeque<Address>,
-    /// Whether `ready` is set (mirrors "events are queued, or the handle is shut down").
-    flagged: bool,
+    /// What `ready` says ("events are queued, or the handle is shut down").
+    readiness: Readiness,
 }
 
 /// A SOCKET-layer handle (WinDivert `WINDIVERT_LAYER_SOCKET`).
@@ -168,18 +168,6 @@ impl std::fmt::Debug for SocketHandle {
     }
 }
 
-fn bpf_err(what: &str, e: BpfError) -> Error {
-    match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) if !matches!(e, BpfError::Verifier { .. }) => {
-            Error::PermissionDenied {
-                capability: "CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN)",
-                operation: what.to_string(),
-            }
-        }
-        _ => Error::Io(std::io::Error::other(format!("{what}: {e}"))),
-    }
-}
-
 impl SocketHandle {
     /// `WinDivertOpen(filter, WINDIVERT_LAYER_SOCKET, priority, flags)` for the calling
     /// thread's network namespace.
@@ -220,16 +208,16 @@ impl SocketHandle {
         let events = EventSet::of(filter.object());
 
         let ringbuf = Map::ringbuf(RINGBUF_SIZE, "ld_sock_events")
-            .map_err(|e| bpf_err("creating the event ring buffer", e))?;
+            .map_err(|e| Error::from_bpf("creating the event ring buffer", e))?;
         let ring = RingBuf::new(ringbuf.as_fd(), RINGBUF_SIZE as usize)?;
         let seen = Map::create(LRU_HASH, SEEN_KEY_SIZE, 8, 16384, 0, "ld_sock_seen")
-            .map_err(|e| bpf_err("creating the seen map", e))?;
+            .map_err(|e| Error::from_bpf("creating the seen map", e))?;
         let listeners = Map::hash(8, LISTENER_VALUE_SIZE, 65536, "ld_sock_lsn")
-            .map_err(|e| bpf_err("creating the listeners map", e))?;
+            .map_err(|e| Error::from_bpf("creating the listeners map", e))?;
         let ports = Map::hash(4, PORT_VALUE_SIZE, 65536, "ld_sock_ports")
-            .map_err(|e| bpf_err("creating the ports map", e))?;
+            .map_err(|e| Error::from_bpf("creating the ports map", e))?;
         let endpoints = Map::create(LRU_HASH, 8, ENDPOINT_VALUE_SIZE, 65536, 0, "ld_sock_endp")
-            .map_err(|e| bpf_err("creating the endpoints map", e))?;
+            .map_err(|e| Error::from_bpf("creating the endpoints map", e))?;
         use std::os::fd::AsRawFd;
         let cfg = SockConfig {
             netns_cookie,
@@ -264,7 +252,7 @@ impl SocketHandle {
                     ..LoadOptions::default()
                 },
             )
-            .map_err(|e| bpf_err(&format!("loading the {hook:?} program"), e))?;
+            .map_err(|e| Error::from_bpf(&format!("loading the {hook:?} program"), e))?;
             let link =
                 cgroup::link_create(prog.as_fd(), root.fd(), hook.attach_type()).map_err(|e| {
                     match e.raw_os_error() {
@@ -313,7 +301,7 @@ impl SocketHandle {
             recv: Mutex::new(RecvState {
                 ring,
                 pending: VecDeque::new(),
-                flagged: false,
+                readiness: Readiness::default(),
             }),
             epoll,
             ready,
@@ -348,14 +336,7 @@ impl SocketHandle {
     /// and after `shutdown(Recv)`.
     fn sync_ready(&self, st: &mut RecvState) {
         let want = self.recv_shut.load(Ordering::Acquire) || !st.pending.is_empty();
-        if want != st.flagged {
-            if want {
-                self.ready.set();
-            } else {
-                self.ready.clear();
-            }
-            st.flagged = want;
-        }
+        st.readiness.mirror(&self.ready, want);
     }
 
     /// Receive the next event, waiting as long as needed.
@@ -377,21 +358,14 @@ impl SocketHandle {
                     return r;
                 }
             }
-            let left = match deadline {
-                None => None,
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(Error::Timeout);
-                    }
-                    Some(d - now)
-                }
-            };
             // Wake up now and then even without a notification (the ring buffer only
             // notifies when the consumer has caught up).
-            let slice = Duration::from_millis(100);
-            let wait = Some(left.map_or(slice, |l| l.min(slice)));
-            self.epoll.wait(wait)?;
+            if !self
+                .epoll
+                .wait_until(deadline, Duration::from_millis(100))?
+            {
+                return Err(Error::Timeout);
+            }
         }
     }
 

@@ -13,7 +13,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
     match timeout {
@@ -134,6 +134,40 @@ impl AsFd for EventFlag {
     }
 }
 
+/// What a pollable event handle last told its descriptor: whether its [`EventFlag`] is set
+/// and the deadline its [`Timer`] is armed for. Kept with the handle's locked state so the
+/// flag and timer are written only when what they should say changes.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    flagged: bool,
+    armed: Option<Instant>,
+}
+
+impl Readiness {
+    /// Set `flag` when `want`, clear it otherwise.
+    pub fn mirror(&mut self, flag: &EventFlag, want: bool) {
+        if want != self.flagged {
+            if want {
+                flag.set();
+            } else {
+                flag.clear();
+            }
+            self.flagged = want;
+        }
+    }
+
+    /// Arm `timer` to expire at `deadline` (`None`: disarm). A failed re-arm is tried again
+    /// next time.
+    pub fn arm(&mut self, timer: &Timer, deadline: Option<Instant>) {
+        if deadline != self.armed {
+            let after = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if timer.arm(after).is_ok() {
+                self.armed = deadline;
+            }
+        }
+    }
+}
+
 /// A one-shot `CLOCK_MONOTONIC` `timerfd`: readable from its expiry until it is re-armed or
 /// disarmed (a level-triggered "a deadline passed" flag for an [`Epoll`] set).
 #[derive(Debug)]
@@ -229,6 +263,21 @@ impl Epoll {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    /// Wait until a member is readable, at most `slice` at a time and not past `deadline`
+    /// (`None` = no deadline). Returns `Ok(false)` without waiting once `deadline` has
+    /// passed.
+    pub fn wait_until(&self, deadline: Option<Instant>, slice: Duration) -> io::Result<bool> {
+        let wait = match deadline {
+            None => slice,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left.min(slice),
+                _ => return Ok(false),
+            },
+        };
+        self.wait(Some(wait))?;
+        Ok(true)
     }
 
     /// Wait until a member is readable (`None` = forever). Returns whether one is.
