@@ -490,8 +490,8 @@ impl FlowHandle {
                     return r;
                 }
             }
-            // now and then even without a notification (the ring buffer only notifies when
-            // the consumer has caught up)
+            // Wake up now and then even without a notification (the ring buffer only
+            // notifies when the consumer has caught up; the timer covers the UDP scan).
             if !self
                 .epoll
                 .wait_until(deadline, Duration::from_millis(100))?
