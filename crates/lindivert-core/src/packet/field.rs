@@ -81,3 +81,42 @@ pub(crate) fn set_bit(b: &mut [u8], off: usize, mask: u8, on: bool) {
     let v = u8_at(b, off);
     set_u8(b, off, if on { v | mask } else { v & !mask });
 }
+
+/// The basics every fixed-size header view has: its length constant, `new` (refuses a
+/// shorter buffer), `into_inner`, `as_bytes` and `as_bytes_mut`. The view is a struct with
+/// one field `buf: T`.
+macro_rules! view_basics {
+    ($name:ident, $len:ident = $n:literal, $len_doc:literal) => {
+        impl<T: AsRef<[u8]>> $name<T> {
+            #[doc = $len_doc]
+            pub const $len: usize = $n;
+
+            #[doc = concat!("A view over `buf`, or `None` if it is shorter than ", stringify!($n), " bytes.")]
+            #[inline]
+            pub fn new(buf: T) -> Option<Self> {
+                (buf.as_ref().len() >= Self::$len).then_some($name { buf })
+            }
+
+            /// The underlying buffer.
+            #[inline]
+            pub fn into_inner(self) -> T {
+                self.buf
+            }
+
+            /// The whole underlying buffer (header and whatever follows it).
+            #[inline]
+            pub fn as_bytes(&self) -> &[u8] {
+                self.buf.as_ref()
+            }
+        }
+
+        impl<T: AsRef<[u8]> + AsMut<[u8]>> $name<T> {
+            /// The whole underlying buffer, mutable.
+            #[inline]
+            pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+                self.buf.as_mut()
+            }
+        }
+    };
+}
+pub(crate) use view_basics;

@@ -1,7 +1,7 @@
 //! The ICMP (`WINDIVERT_ICMPHDR`, RFC 792) and ICMPv6 (`WINDIVERT_ICMPV6HDR`, RFC 4443)
 //! header views. Both are 8 bytes: type, code, checksum and a 32-bit rest-of-header body.
 
-use super::field::{set_u16, set_u32, set_u8, sub, sub_mut, u16_at, u32_at, u8_at};
+use super::field::{set_u16, set_u32, set_u8, sub, sub_mut, u16_at, u32_at, u8_at, view_basics};
 use std::fmt;
 
 macro_rules! icmp_view {
@@ -12,28 +12,9 @@ macro_rules! icmp_view {
             buf: T,
         }
 
+        view_basics!($name, LEN = 8, "Length of the header.");
+
         impl<T: AsRef<[u8]>> $name<T> {
-            /// Length of the header.
-            pub const LEN: usize = 8;
-
-            /// A view over `buf`, or `None` if it is shorter than 8 bytes.
-            #[inline]
-            pub fn new(buf: T) -> Option<Self> {
-                (buf.as_ref().len() >= Self::LEN).then_some($name { buf })
-            }
-
-            /// The underlying buffer.
-            #[inline]
-            pub fn into_inner(self) -> T {
-                self.buf
-            }
-
-            /// The whole underlying buffer.
-            #[inline]
-            pub fn as_bytes(&self) -> &[u8] {
-                self.buf.as_ref()
-            }
-
             #[doc = concat!("The message type (`", $field, ".Type`).")]
             #[inline]
             pub fn msg_type(&self) -> u8 {
@@ -79,12 +60,6 @@ macro_rules! icmp_view {
         }
 
         impl<T: AsRef<[u8]> + AsMut<[u8]>> $name<T> {
-            /// The whole underlying buffer, mutable.
-            #[inline]
-            pub fn as_bytes_mut(&mut self) -> &mut [u8] {
-                self.buf.as_mut()
-            }
-
             /// Sets the message type.
             #[inline]
             pub fn set_msg_type(&mut self, v: u8) {

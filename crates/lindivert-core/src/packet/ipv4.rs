@@ -1,7 +1,9 @@
 //! The IPv4 header view (`WINDIVERT_IPHDR`, RFC 791).
 
 use super::checksum;
-use super::field::{array_at, set_bit, set_bytes, set_u16, set_u8, sub, sub_mut, u16_at, u8_at};
+use super::field::{
+    array_at, set_bit, set_bytes, set_u16, set_u8, sub, sub_mut, u16_at, u8_at, view_basics,
+};
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -32,28 +34,13 @@ pub struct Ipv4Header<T> {
     buf: T,
 }
 
+view_basics!(
+    Ipv4Header,
+    MIN_LEN = 20,
+    "Length of the fixed header (no options)."
+);
+
 impl<T: AsRef<[u8]>> Ipv4Header<T> {
-    /// Length of the fixed header (no options).
-    pub const MIN_LEN: usize = 20;
-
-    /// A view over `buf`, or `None` if it is shorter than 20 bytes.
-    #[inline]
-    pub fn new(buf: T) -> Option<Self> {
-        (buf.as_ref().len() >= Self::MIN_LEN).then_some(Ipv4Header { buf })
-    }
-
-    /// The underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buf
-    }
-
-    /// The whole underlying buffer (header and whatever follows it).
-    #[inline]
-    pub fn as_bytes(&self) -> &[u8] {
-        self.buf.as_ref()
-    }
-
     /// The header bytes: `header_len()` bytes, clipped to the buffer.
     #[inline]
     pub fn header_bytes(&self) -> &[u8] {
@@ -204,12 +191,6 @@ impl<T: AsRef<[u8]>> Ipv4Header<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Header<T> {
-    /// The whole underlying buffer, mutable.
-    #[inline]
-    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
-        self.buf.as_mut()
-    }
-
     /// Sets the version nibble.
     #[inline]
     pub fn set_version(&mut self, v: u8) {

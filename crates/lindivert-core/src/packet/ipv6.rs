@@ -1,7 +1,7 @@
 //! The IPv6 header view (`WINDIVERT_IPV6HDR`, RFC 8200) and IPv6 extension headers.
 
 use super::field::{
-    array_at, set_bytes, set_u16, set_u32, set_u8, sub, tail, u16_at, u32_at, u8_at,
+    array_at, set_bytes, set_u16, set_u32, set_u8, sub, tail, u16_at, u32_at, u8_at, view_basics,
 };
 use std::fmt;
 use std::net::Ipv6Addr;
@@ -62,28 +62,9 @@ pub struct Ipv6Header<T> {
     buf: T,
 }
 
+view_basics!(Ipv6Header, LEN = 40, "Length of the fixed header.");
+
 impl<T: AsRef<[u8]>> Ipv6Header<T> {
-    /// Length of the fixed header.
-    pub const LEN: usize = 40;
-
-    /// A view over `buf`, or `None` if it is shorter than 40 bytes.
-    #[inline]
-    pub fn new(buf: T) -> Option<Self> {
-        (buf.as_ref().len() >= Self::LEN).then_some(Ipv6Header { buf })
-    }
-
-    /// The underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buf
-    }
-
-    /// The whole underlying buffer.
-    #[inline]
-    pub fn as_bytes(&self) -> &[u8] {
-        self.buf.as_ref()
-    }
-
     /// The 40 header bytes.
     #[inline]
     pub fn header_bytes(&self) -> &[u8] {
@@ -151,12 +132,6 @@ impl<T: AsRef<[u8]>> Ipv6Header<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Header<T> {
-    /// The whole underlying buffer, mutable.
-    #[inline]
-    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
-        self.buf.as_mut()
-    }
-
     /// Sets the version nibble.
     #[inline]
     pub fn set_version(&mut self, v: u8) {
@@ -304,22 +279,13 @@ pub struct Ipv6FragmentHeader<T> {
     buf: T,
 }
 
+view_basics!(
+    Ipv6FragmentHeader,
+    LEN = 8,
+    "Length of the fragment header."
+);
+
 impl<T: AsRef<[u8]>> Ipv6FragmentHeader<T> {
-    /// Length of the fragment header.
-    pub const LEN: usize = 8;
-
-    /// A view over `buf`, or `None` if it is shorter than 8 bytes.
-    #[inline]
-    pub fn new(buf: T) -> Option<Self> {
-        (buf.as_ref().len() >= Self::LEN).then_some(Ipv6FragmentHeader { buf })
-    }
-
-    /// The underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buf
-    }
-
     /// The protocol of the header that follows.
     #[inline]
     pub fn next_header(&self) -> u8 {

@@ -1,6 +1,6 @@
 //! The TCP header view (`WINDIVERT_TCPHDR`, RFC 9293) and its options.
 
-use super::field::{set_u16, set_u32, set_u8, sub, sub_mut, u16_at, u32_at, u8_at};
+use super::field::{set_u16, set_u32, set_u8, sub, sub_mut, u16_at, u32_at, u8_at, view_basics};
 use std::fmt;
 
 /// TCP flag bits of byte 13 (see [`TcpHeader::flags`]).
@@ -41,6 +41,12 @@ pub struct TcpHeader<T> {
     buf: T,
 }
 
+view_basics!(
+    TcpHeader,
+    MIN_LEN = 20,
+    "Length of the header without options."
+);
+
 macro_rules! flag_getters {
     ($($(#[$m:meta])* $get:ident, $set:ident, $bit:expr;)*) => {
         impl<T: AsRef<[u8]>> TcpHeader<T> {
@@ -79,27 +85,6 @@ flag_getters! {
 }
 
 impl<T: AsRef<[u8]>> TcpHeader<T> {
-    /// Length of the header without options.
-    pub const MIN_LEN: usize = 20;
-
-    /// A view over `buf`, or `None` if it is shorter than 20 bytes.
-    #[inline]
-    pub fn new(buf: T) -> Option<Self> {
-        (buf.as_ref().len() >= Self::MIN_LEN).then_some(TcpHeader { buf })
-    }
-
-    /// The underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buf
-    }
-
-    /// The whole underlying buffer.
-    #[inline]
-    pub fn as_bytes(&self) -> &[u8] {
-        self.buf.as_ref()
-    }
-
     /// The source port (`tcp.SrcPort`).
     #[inline]
     pub fn src_port(&self) -> u16 {
@@ -193,12 +178,6 @@ impl<T: AsRef<[u8]>> TcpHeader<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpHeader<T> {
-    /// The whole underlying buffer, mutable.
-    #[inline]
-    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
-        self.buf.as_mut()
-    }
-
     /// Sets the source port.
     #[inline]
     pub fn set_src_port(&mut self, v: u16) {

@@ -1,6 +1,6 @@
 //! The UDP header view (`WINDIVERT_UDPHDR`, RFC 768).
 
-use super::field::{set_u16, sub, sub_mut, u16_at};
+use super::field::{set_u16, sub, sub_mut, u16_at, view_basics};
 use std::fmt;
 
 /// A zero-copy view of a UDP header at the start of `T` (at least 8 bytes; the buffer may
@@ -20,28 +20,9 @@ pub struct UdpHeader<T> {
     buf: T,
 }
 
+view_basics!(UdpHeader, LEN = 8, "Length of the header.");
+
 impl<T: AsRef<[u8]>> UdpHeader<T> {
-    /// Length of the header.
-    pub const LEN: usize = 8;
-
-    /// A view over `buf`, or `None` if it is shorter than 8 bytes.
-    #[inline]
-    pub fn new(buf: T) -> Option<Self> {
-        (buf.as_ref().len() >= Self::LEN).then_some(UdpHeader { buf })
-    }
-
-    /// The underlying buffer.
-    #[inline]
-    pub fn into_inner(self) -> T {
-        self.buf
-    }
-
-    /// The whole underlying buffer.
-    #[inline]
-    pub fn as_bytes(&self) -> &[u8] {
-        self.buf.as_ref()
-    }
-
     /// The source port (`udp.SrcPort`).
     #[inline]
     pub fn src_port(&self) -> u16 {
@@ -76,12 +57,6 @@ impl<T: AsRef<[u8]>> UdpHeader<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpHeader<T> {
-    /// The whole underlying buffer, mutable.
-    #[inline]
-    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
-        self.buf.as_mut()
-    }
-
     /// Sets the source port.
     #[inline]
     pub fn set_src_port(&mut self, v: u16) {
