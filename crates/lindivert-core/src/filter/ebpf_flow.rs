@@ -27,12 +27,12 @@
 use super::ebpf::{code, Asm, Insn, Label, Reg};
 use super::ebpf_sock::{
     bpf_sock, can_match_in, emit_addr4, emit_addr6, emit_derived, emit_filter_in, emit_netns_check,
-    emit_output, finish, helper, map_delete, map_lookup, map_update, need, object_is_valid,
-    rd_addr, rd_u16, rd_u32, rd_u64, record, ret, sock_ops, sockops_fill, to_be, zero_stack,
-    PlanCtx, SockGenError, SockMaps, KEY, PKT, REC, TCPH, VAL,
+    emit_output, finish, helper, map_delete, map_lookup, map_update, need, object_is_valid, rd_u64,
+    record, record_address, ret, sock_ops, sockops_fill, to_be, zero_stack, PlanCtx, SockGenError,
+    SockMaps, KEY, PKT, REC, TCPH, VAL,
 };
 use super::ir::Object;
-use crate::address::{Address, FlowData, LayerData};
+use crate::address::{Address, FlowData};
 use crate::types::{Event, Layer};
 
 /// Event byte of a UDP flow reported only so that user space can time it out.
@@ -667,29 +667,7 @@ pub fn record_to_flow(b: &[u8]) -> Option<FlowRecord> {
         2 => Event::FlowDeleted,
         _ => return None,
     };
-    let addr = Address {
-        timestamp: rd_u64(b, record::TIMESTAMP) as i64,
-        layer: Layer::Flow,
-        event,
-        sniffed: true,
-        outbound: b[record::OUTBOUND as usize] != 0,
-        loopback: b[record::LOOPBACK as usize] != 0,
-        impostor: false,
-        ipv6: b[record::IPV6 as usize] != 0,
-        ip_checksum: false,
-        tcp_checksum: false,
-        udp_checksum: false,
-        data: LayerData::Flow(FlowData {
-            endpoint_id: rd_u64(b, record::ENDPOINT),
-            parent_endpoint_id: rd_u64(b, record::PARENT),
-            process_id: rd_u32(b, record::PID),
-            local_addr: rd_addr(b, record::LOCAL),
-            remote_addr: rd_addr(b, record::REMOTE),
-            local_port: rd_u16(b, record::LOCAL_PORT),
-            remote_port: rd_u16(b, record::REMOTE_PORT),
-            protocol: b[record::PROTOCOL as usize],
-        }),
-    };
+    let addr = record_address(b, Layer::Flow, event, true);
     Some(if ev == TRACK_ESTABLISHED {
         FlowRecord::Track(addr)
     } else {

@@ -37,7 +37,7 @@
 use super::ebpf::{code, remove_unreachable, Asm, AsmError, Insn, Label, Reg};
 use super::fields::Field;
 use super::ir::{Jump, Object, Op, Test, Value};
-use crate::address::{Address, LayerData, SocketData};
+use crate::address::{Address, FlowData, LayerData};
 use crate::types::{Event, Layer};
 use std::net::Ipv6Addr;
 
@@ -1490,11 +1490,33 @@ pub fn record_to_address(b: &[u8], sniff_handle: bool) -> Option<Address> {
     ) {
         return None;
     }
-    Some(Address {
-        timestamp: rd_u64(b, record::TIMESTAMP) as i64,
-        layer: Layer::Socket,
+    Some(record_address(
+        b,
+        Layer::Socket,
         event,
-        sniffed: sniff_handle || event == Event::SocketClose,
+        sniff_handle || event == Event::SocketClose,
+    ))
+}
+
+/// The address of a record of at least [`record::SIZE`] bytes (the SOCKET and FLOW
+/// programs write the same layout): its timestamp, direction, loopback and IP-version bits
+/// and the endpoint data, at `layer` as `event`.
+pub(crate) fn record_address(b: &[u8], layer: Layer, event: Event, sniffed: bool) -> Address {
+    let data = FlowData {
+        endpoint_id: rd_u64(b, record::ENDPOINT),
+        parent_endpoint_id: rd_u64(b, record::PARENT),
+        process_id: rd_u32(b, record::PID),
+        local_addr: rd_addr(b, record::LOCAL),
+        remote_addr: rd_addr(b, record::REMOTE),
+        local_port: rd_u16(b, record::LOCAL_PORT),
+        remote_port: rd_u16(b, record::REMOTE_PORT),
+        protocol: b[record::PROTOCOL as usize],
+    };
+    Address {
+        timestamp: rd_u64(b, record::TIMESTAMP) as i64,
+        layer,
+        event,
+        sniffed,
         outbound: b[record::OUTBOUND as usize] != 0,
         loopback: b[record::LOOPBACK as usize] != 0,
         impostor: false,
@@ -1502,17 +1524,12 @@ pub fn record_to_address(b: &[u8], sniff_handle: bool) -> Option<Address> {
         ip_checksum: false,
         tcp_checksum: false,
         udp_checksum: false,
-        data: LayerData::Socket(SocketData {
-            endpoint_id: rd_u64(b, record::ENDPOINT),
-            parent_endpoint_id: rd_u64(b, record::PARENT),
-            process_id: rd_u32(b, record::PID),
-            local_addr: rd_addr(b, record::LOCAL),
-            remote_addr: rd_addr(b, record::REMOTE),
-            local_port: rd_u16(b, record::LOCAL_PORT),
-            remote_port: rd_u16(b, record::REMOTE_PORT),
-            protocol: b[record::PROTOCOL as usize],
-        }),
-    })
+        data: if layer == Layer::Flow {
+            LayerData::Flow(data)
+        } else {
+            LayerData::Socket(data)
+        },
+    }
 }
 
 /// The record the programs would build for `addr` (for tests: the inverse of
@@ -1647,6 +1664,7 @@ pub fn run_filter_only(prog: &[Insn], rec: &[u8; record::SIZE]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::address::SocketData;
     use crate::filter::Filter;
 
     fn addr(event: Event, f: SocketData, ts: i64, loopback: bool) -> Address {
