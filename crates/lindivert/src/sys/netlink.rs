@@ -189,60 +189,10 @@ impl NetlinkSocket {
         }
     }
 
-    /// Receive up to `bufs.len()` datagrams in one `recvmmsg` call without blocking.
-    /// Returns how many arrived; `lens[i]` is the length of datagram `i` (`WouldBlock` when
-    /// nothing is queued). Truncated datagrams get length 0.
-    pub fn recv_many(&self, bufs: &mut [Vec<u8>], lens: &mut [usize]) -> io::Result<usize> {
-        let n = bufs.len().min(lens.len()).min(1024);
-        let mut iovs: Vec<libc::iovec> = bufs[..n]
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr() as *mut libc::c_void,
-                iov_len: b.len(),
-            })
-            .collect();
-        let mut hdrs: Vec<libc::mmsghdr> = iovs
-            .iter_mut()
-            .map(|iov| {
-                // SAFETY: mmsghdr is a plain C struct; all-zero is a valid value.
-                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                h.msg_hdr.msg_iov = iov as *mut libc::iovec;
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
-            .collect();
-        let got = loop {
-            // SAFETY: every header points at one iovec that points into a live Vec of the
-            // stated length; `hdrs` has `n` entries.
-            let r = unsafe {
-                libc::recvmmsg(
-                    self.fd.as_raw_fd(),
-                    hdrs.as_mut_ptr(),
-                    n as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            match cvt(r) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-                Ok(k) => break k as usize,
-            }
-        };
-        for i in 0..got {
-            let truncated = hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            lens[i] = if truncated {
-                0
-            } else {
-                hdrs[i].msg_len as usize
-            };
-        }
-        Ok(got)
-    }
-
-    /// Like [`NetlinkSocket::recv_many`] into up to 64 buffers given by an iterator (no
-    /// allocation: the headers live on the stack). `lens[i]` receives the length of the
-    /// datagram in the `i`-th buffer (0 if truncated).
+    /// Receive up to 64 datagrams in one `recvmmsg` call without blocking, into buffers
+    /// given by an iterator (no allocation: the headers live on the stack). Returns how
+    /// many arrived (`WouldBlock` when nothing is queued); `lens[i]` receives the length
+    /// of the datagram in the `i`-th buffer (0 if truncated).
     pub fn recv_many_iov<'b>(
         &self,
         bufs: impl Iterator<Item = &'b mut [u8]>,
