@@ -865,7 +865,6 @@ impl Handle {
     where
         F: FnMut(&mut [u8], &mut Address) -> Verdict,
     {
-        check_batch(max)?;
         self.inner.recv_visit(None, &mut f, max, timeout)
     }
 
@@ -1108,7 +1107,6 @@ impl QueueRef<'_> {
     where
         F: FnMut(&mut [u8], &mut Address) -> Verdict,
     {
-        check_batch(max)?;
         self.handle
             .inner
             .recv_visit(Some(self.index), &mut f, max, timeout)
@@ -1712,6 +1710,7 @@ impl Inner {
         max: usize,
         timeout: Option<Duration>,
     ) -> Result<usize, Error> {
+        check_batch(max)?;
         if self.flags.contains(Flags::RECV_ONLY) && !self.sniff() {
             return Err(Error::InvalidParameter(
                 "recv_with on a RECV_ONLY handle (it cannot re-inject): use recv".into(),
