@@ -107,7 +107,12 @@ const BUSY_NS: i64 = 5_000_000;
 const WORKER_NAP: Duration = Duration::from_millis(1);
 
 /// Receive buffers per queue (one `recvmmsg` reads at most this many messages).
-const SLOTS: usize = 64;
+const SLOTS: usize = crate::sys::netlink::MAX_VLEN;
+
+/// A read offers the kernel at least this many receive buffers, and at most twice as many
+/// as the previous read filled: one packet at a time (round trips) costs no scaffolding for
+/// 64 buffers, a flood reaches all of them within a few reads.
+const LEND_MIN: usize = 8;
 
 /// `QState::refs` of a receive buffer lent to a thread blocked in `recvmmsg` (no lock held).
 const LENT: u32 = u32::MAX;
@@ -286,6 +291,10 @@ struct QState {
     bufs: Vec<Vec<u8>>,
     refs: Vec<u32>,
     lens: Vec<usize>,
+    /// How many free receive buffers the next read offers (`LEND_MIN..=SLOTS`).
+    lend: usize,
+    /// The buffers lent to a blocking read (kept for its allocation).
+    lent: Vec<Vec<u8>>,
     /// Packets held in the kernel (and SNIFF copies), in arrival (id, timestamp) order.
     /// Entries before `rx_start` are delivered or done.
     entries: VecDeque<Entry>,
@@ -311,6 +320,8 @@ impl QState {
                 .collect(),
             refs: vec![0; SLOTS],
             lens: vec![0; SLOTS],
+            lend: LEND_MIN,
+            lent: Vec::with_capacity(SLOTS),
             entries: VecDeque::with_capacity(1024),
             rx_start: 0,
             rx_len: 0,
@@ -1289,18 +1300,24 @@ impl Inner {
             }
         }
         let QState {
-            bufs, refs, lens, ..
+            bufs,
+            refs,
+            lens,
+            lend,
+            ..
         } = &mut *st;
         let it = bufs
             .iter_mut()
             .zip(refs.iter())
             .filter(|(_, &r)| r == 0)
-            .map(|(b, _)| &mut b[..]);
+            .map(|(b, _)| &mut b[..])
+            .take(*lend);
         let n = match q.queue.socket().recv_many_iov(it, lens) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) => return Err(Error::Io(e)),
         };
+        st.lend = (2 * n).clamp(LEND_MIN, SLOTS);
         let lens = std::mem::take(&mut st.lens);
         self.absorb(qi, q, st, &idx[..n], &lens[..n], monotonic_ns());
         st.lens = lens;
@@ -1321,18 +1338,23 @@ impl Inner {
         if st.refs.iter().all(|&r| r > 0) {
             st.evict();
         }
-        let mut lent: [Vec<u8>; SLOTS] = std::array::from_fn(|_| Vec::new());
+        let mut lent = std::mem::take(&mut st.lent);
+        lent.clear();
         let mut idx = [0u16; SLOTS];
-        let mut n = 0;
+        let want = st.lend;
         for slot in 0..SLOTS {
+            if lent.len() == want {
+                break;
+            }
             if st.refs[slot] == 0 {
                 st.refs[slot] = LENT;
-                lent[n] = std::mem::take(&mut st.bufs[slot]);
-                idx[n] = slot as u16;
-                n += 1;
+                idx[lent.len()] = slot as u16;
+                lent.push(std::mem::take(&mut st.bufs[slot]));
             }
         }
+        let n = lent.len();
         if n == 0 {
+            st.lent = lent;
             return Ok(st);
         }
         // busy-poll first (no lock held: other threads go on), then sleep in the kernel for
@@ -1354,7 +1376,7 @@ impl Inner {
                 r = match q
                     .queue
                     .socket()
-                    .recv_many_iov(lent[..n].iter_mut().map(|b| &mut b[..]), &mut lens)
+                    .recv_many_iov(lent.iter_mut().map(|b| &mut b[..]), &mut lens)
                 {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
                     r => r,
@@ -1369,17 +1391,19 @@ impl Inner {
             r = q
                 .queue
                 .socket()
-                .recv_many_iov_wait(lent[..n].iter_mut().map(|b| &mut b[..]), &mut lens);
+                .recv_many_iov_wait(lent.iter_mut().map(|b| &mut b[..]), &mut lens);
         }
         let now = monotonic_ns();
         q.last_activity.store(now, Ordering::Relaxed);
         q.waiters.fetch_sub(1, Ordering::Relaxed);
         let mut st = q.lock();
-        for (k, &slot) in idx[..n].iter().enumerate() {
-            st.bufs[slot as usize] = std::mem::take(&mut lent[k]);
+        for (b, &slot) in lent.drain(..).zip(&idx[..n]) {
+            st.bufs[slot as usize] = b;
             st.refs[slot as usize] = 0;
         }
+        st.lent = lent;
         let got = r.map_err(Error::Io)?;
+        st.lend = (2 * got).clamp(LEND_MIN, SLOTS);
         self.absorb(qi, q, &mut st, &idx[..got], &lens[..got], now);
         Ok(st)
     }

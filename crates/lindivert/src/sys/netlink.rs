@@ -10,6 +10,11 @@ use std::time::Duration;
 /// `NETLINK_NETFILTER`.
 pub const NETLINK_NETFILTER: i32 = libc::NETLINK_NETFILTER;
 
+/// Most datagrams one `recvmmsg` of [`NetlinkSocket::recv_many_iov`] reads.
+pub const MAX_VLEN: usize = 64;
+/// Up to this many buffers, `recvmmsg` runs with headers for this many only.
+const SMALL_VLEN: usize = 8;
+
 /// A bound netlink socket.
 #[derive(Debug)]
 pub struct NetlinkSocket {
@@ -189,7 +194,7 @@ impl NetlinkSocket {
         }
     }
 
-    /// Receive up to 64 datagrams in one `recvmmsg` call without blocking, into buffers
+    /// Receive up to [`MAX_VLEN`] datagrams in one `recvmmsg` call without blocking, into buffers
     /// given by an iterator (no allocation: the headers live on the stack). Returns how
     /// many arrived (`WouldBlock` when nothing is queued); `lens[i]` receives the length
     /// of the datagram in the `i`-th buffer (0 if truncated).
@@ -226,13 +231,28 @@ impl NetlinkSocket {
         lens: &mut [usize],
         flags: libc::c_int,
     ) -> io::Result<usize> {
-        const MAX: usize = 64;
+        // few buffers (the latency case: one packet per call) need no 4 KB of headers
+        // cleared on every call
+        let most = bufs.size_hint().1.unwrap_or(usize::MAX).min(lens.len());
+        if most <= SMALL_VLEN {
+            self.recvmmsg_n::<SMALL_VLEN>(bufs, lens, flags)
+        } else {
+            self.recvmmsg_n::<MAX_VLEN>(bufs, lens, flags)
+        }
+    }
+
+    fn recvmmsg_n<'b, const N: usize>(
+        &self,
+        bufs: impl Iterator<Item = &'b mut [u8]>,
+        lens: &mut [usize],
+        flags: libc::c_int,
+    ) -> io::Result<usize> {
         let mut iovs = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
-        }; MAX];
+        }; N];
         let mut n = 0;
-        for b in bufs.take(MAX.min(lens.len())) {
+        for b in bufs.take(N.min(lens.len())) {
             iovs[n] = libc::iovec {
                 iov_base: b.as_mut_ptr() as *mut libc::c_void,
                 iov_len: b.len(),
@@ -243,7 +263,7 @@ impl NetlinkSocket {
             return Ok(0);
         }
         // SAFETY: mmsghdr is a plain C struct; all-zero is a valid value.
-        let mut hdrs: [libc::mmsghdr; MAX] = unsafe { std::mem::zeroed() };
+        let mut hdrs: [libc::mmsghdr; N] = unsafe { std::mem::zeroed() };
         for (h, iov) in hdrs.iter_mut().zip(iovs.iter_mut()).take(n) {
             h.msg_hdr.msg_iov = iov as *mut libc::iovec;
             h.msg_hdr.msg_iovlen = 1;
