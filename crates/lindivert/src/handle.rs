@@ -131,10 +131,19 @@ const FLUSH_BYTES: usize = 256 * 1024;
 pub const MAX_QUEUES: usize = 64;
 const TS_QUEUE_MASK: i64 = 63;
 
-/// The kernel queue's maximum length for a receive queue of `queue_length` packets: room
-/// for the packets the application has received but not sent yet as well.
-fn kernel_maxlen(queue_length: u64) -> u32 {
-    (queue_length * 2).max(8192) as u32
+/// The kernel queue's length limit grows and shrinks in steps of this many packets.
+const MAXLEN_STEP: usize = 256;
+
+/// The kernel queue's maximum length for `queue_length` packets waiting for `recv` while the
+/// application holds `held` received packets it has not sent yet (their originals wait in
+/// the kernel queue too): room for both, rounded up to the next `MAXLEN_STEP` with at least
+/// one packet to spare. A packet beyond it is dropped by the kernel (and counted), so under
+/// overload no more than about QUEUE_LENGTH packets wait, as with WinDivert.
+fn kernel_maxlen(queue_length: u64, held: usize) -> u32 {
+    // verdicts not sent yet (up to FLUSH_COUNT) keep their packets in the kernel a little
+    // longer than `held` counts them
+    let n = queue_length as usize + ((held + FLUSH_COUNT) / MAXLEN_STEP + 1) * MAXLEN_STEP;
+    n.min(u32::MAX as usize) as u32
 }
 
 /// Per-handle counters.
@@ -295,6 +304,10 @@ struct QState {
     lend: usize,
     /// The buffers lent to a blocking read (kept for its allocation).
     lent: Vec<Vec<u8>>,
+    /// Packets received by the application and not sent yet (originals in the kernel).
+    held: usize,
+    /// The kernel queue's current maximum length.
+    maxlen: u32,
     /// Packets held in the kernel (and SNIFF copies), in arrival (id, timestamp) order.
     /// Entries before `rx_start` are delivered or done.
     entries: VecDeque<Entry>,
@@ -313,7 +326,7 @@ struct QState {
 }
 
 impl QState {
-    fn new() -> QState {
+    fn new(maxlen: u32) -> QState {
         QState {
             bufs: (0..SLOTS)
                 .map(|_| vec![0u8; nfqueue::RECV_BUF_LEN])
@@ -322,6 +335,8 @@ impl QState {
             lens: vec![0; SLOTS],
             lend: LEND_MIN,
             lent: Vec::with_capacity(SLOTS),
+            held: 0,
+            maxlen,
             entries: VecDeque::with_capacity(1024),
             rx_start: 0,
             rx_len: 0,
@@ -380,8 +395,22 @@ impl QState {
         if !e.delivered {
             self.rx_len -= 1;
             self.rx_bytes -= e.len as usize + PACKET_OVERHEAD;
+        } else if e.id.is_some() {
+            self.held -= 1;
         }
         self.release(i);
+    }
+
+    /// Fit the kernel queue's length limit to QUEUE_LENGTH (`queue_length`) and the packets
+    /// held now: larger at once, smaller only once two steps are free (no message per
+    /// packet at a step's edge). One configuration message, no ack awaited.
+    fn fit_maxlen(&mut self, queue: &Queue, queue_length: u64) -> io::Result<()> {
+        let want = kernel_maxlen(queue_length, self.held);
+        if want > self.maxlen || want as usize + 2 * MAXLEN_STEP <= self.maxlen as usize {
+            queue.set_maxlen(want)?;
+            self.maxlen = want;
+        }
+        Ok(())
     }
 
     fn pop_done(&mut self) {
@@ -652,7 +681,7 @@ impl Handle {
         let table_name = format!("lindivert_{pid}_{n}");
         let mark = nftables::injection_mark(o.priority);
         let qcfg = QueueConfig {
-            maxlen: kernel_maxlen(Param::QueueLength.default_value()),
+            maxlen: kernel_maxlen(Param::QueueLength.default_value(), 0),
             gso: o.gso,
             fail_open: false,
             rcvbuf: 32 << 20,
@@ -775,7 +804,7 @@ impl Handle {
             epoll.add(ready.as_fd(), 2 * i as u64 + 1)?;
             ctxs.push(QueueCtx {
                 queue,
-                state: Mutex::new(QState::new()),
+                state: Mutex::new(QState::new(qcfg.maxlen)),
                 epoll: qe,
                 ready,
                 signal: AtomicBool::new(false),
@@ -955,7 +984,10 @@ impl Handle {
         match param {
             Param::QueueLength => {
                 for q in &self.inner.queues {
-                    q.queue.set_maxlen(kernel_maxlen(value))?;
+                    let mut st = q.lock();
+                    let want = kernel_maxlen(value, st.held);
+                    q.queue.set_maxlen(want)?;
+                    st.maxlen = want;
                 }
                 self.inner.queue_length.store(value, Ordering::Relaxed);
             }
@@ -1562,6 +1594,7 @@ impl Inner {
             let e = &mut st.entries[i];
             addrs.push(e.addr);
             e.delivered = true;
+            st.held += e.id.is_some() as usize;
             st.rx_len -= 1;
             st.rx_bytes -= len + PACKET_OVERHEAD;
             if e.id.is_none() {
@@ -1614,6 +1647,7 @@ impl Inner {
         if pumped || visited || st.flush_full() || r.is_err() {
             st.flush(q.queue.socket(), sniff)?;
         }
+        self.fit_maxlen(q, st);
         q.update_ready(st);
         let (used, count) = r?;
         if count > 0 {
@@ -1644,6 +1678,7 @@ impl Inner {
             let QState {
                 bufs,
                 entries,
+                held,
                 verdicts,
                 rx_len,
                 rx_bytes,
@@ -1669,6 +1704,7 @@ impl Inner {
                 f(bytes, &mut addr)
             };
             e.delivered = true;
+            *held += e.id.is_some() as usize;
             *rx_len -= 1;
             *rx_bytes -= len + PACKET_OVERHEAD;
             count += 1;
@@ -1978,8 +2014,16 @@ impl Inner {
             if st.flush_due() {
                 let _ = st.flush(q.queue.socket(), self.sniff());
             }
+            self.fit_maxlen(q, &mut st);
             q.update_ready(&mut st);
         }
+    }
+
+    /// [`QState::fit_maxlen`] with this handle's QUEUE_LENGTH. A failed send leaves the old
+    /// limit in place (tried again at the next call; a broken socket shows in the next
+    /// verdict flush).
+    fn fit_maxlen(&self, q: &QueueCtx, st: &mut QState) {
+        let _ = st.fit_maxlen(&q.queue, self.queue_length.load(Ordering::Relaxed));
     }
 
     fn send_packets(&self, packets: &[u8], addrs: &[Address]) -> Result<usize, Error> {
@@ -2150,6 +2194,7 @@ impl Inner {
                 self.expire(q, &mut st, now);
                 let got = self.pump(i, q, &mut st).unwrap_or(0);
                 let _ = st.flush(q.queue.socket(), sniff);
+                self.fit_maxlen(q, &mut st);
                 q.update_ready(&mut st);
                 buffered |= got > 0 && st.rx_len > 0;
                 if let Some(d) = self.next_deadline(&st) {

@@ -4,10 +4,12 @@
 
 mod common;
 
-use common::{kernel_queued, require_root, udp_exchange, Echo, Pair};
+use common::{kernel_queue_now, kernel_queued, require_root, udp_exchange, Echo, Pair};
 use lindivert::{Error, Handle, OpenOptions, Param};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn open_in(pair: &Pair, opts: OpenOptions) -> Handle {
     opts.netns_path(pair.a.path()).open().expect("open handle")
@@ -175,4 +177,126 @@ fn impostor_send_decrements_ttl_and_refuses_zero() {
     drop(h);
     let got = echo.finish();
     assert!(got.contains(&b"ttl-ok".to_vec()), "{got:?}");
+}
+
+/// Floods `to` from inside `pair.a` over 40 sockets (each socket's send buffer alone would
+/// stall the sender long before the kernel queue fills) until `stop`.
+fn flood(pair: &Pair, to: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    pair.a.spawn(move || {
+        let socks: Vec<_> = (0..40)
+            .map(|_| {
+                let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+                s.set_nonblocking(true).unwrap();
+                s
+            })
+            .collect();
+        let mut sent = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            for s in &socks {
+                if s.send_to(b"flood", to).is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+        sent
+    })
+}
+
+#[test]
+fn kernel_queue_stays_near_queue_length_under_overload() {
+    require_root!();
+    let pair = Pair::new();
+    let _echo = Echo::start(&pair.b, 7504);
+    let h = open_in(&pair, OpenOptions::new("outbound and udp.DstPort == 7504"));
+    h.set_param(Param::QueueLength, 64).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = flood(&pair, SocketAddr::from((pair.b_ip, 7504)), stop.clone());
+    // a slow application: one packet per millisecond, far below the offered rate
+    let mut buf = vec![0u8; 2000];
+    let mut peak = 0;
+    let mut handled = 0;
+    let until = Instant::now() + Duration::from_millis(600);
+    while Instant::now() < until {
+        if let Ok((n, a)) = h.recv_timeout(&mut buf, Some(Duration::from_millis(100))) {
+            h.send(&buf[..n], &a).unwrap();
+            handled += 1;
+        }
+        peak = peak.max(kernel_queue_now(&pair, h.queue_num()).0);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    let (_, kernel_dropped) = kernel_queue_now(&pair, h.queue_num());
+    // QUEUE_LENGTH waiting plus one step (256) of room for held packets and unsent verdicts
+    assert!(
+        peak <= 64 + 256,
+        "kernel queue reached {peak} packets with QUEUE_LENGTH 64"
+    );
+    assert!(
+        peak > 64,
+        "the flood must back up in the kernel (peak {peak})"
+    );
+    assert!(
+        sent > 10_000 && handled > 50,
+        "sent {sent}, handled {handled}"
+    );
+    assert!(kernel_dropped > 0);
+    assert!(h.stats().dropped >= kernel_dropped);
+}
+
+#[test]
+fn held_packets_raise_the_kernel_limit_and_none_is_lost() {
+    require_root!();
+    let pair = Pair::new();
+    let echo = Echo::start(&pair.b, 7505);
+    let h = open_in(&pair, OpenOptions::new("outbound and udp.DstPort == 7505"));
+    h.set_param(Param::QueueLength, 32).unwrap();
+    const N: usize = 700;
+    let to = SocketAddr::from((pair.b_ip, 7505));
+    let sender = pair.a.spawn(move || {
+        // held packets still count against their socket's send buffer: spread them
+        let socks: Vec<_> = (0..10)
+            .map(|_| std::net::UdpSocket::bind("0.0.0.0:0").unwrap())
+            .collect();
+        for i in 0..N {
+            socks[i / 70]
+                .send_to(format!("held-{i:04}").as_bytes(), to)
+                .unwrap();
+            if i % 10 == 9 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    // hold every packet (no send) while more arrive: 700 held is far above the limit a
+    // QUEUE_LENGTH of 32 starts with (32 + 256)
+    let mut held = Vec::new();
+    let mut buf = vec![0u8; 2000];
+    while held.len() < N {
+        match h.recv_timeout(&mut buf, Some(Duration::from_secs(2))) {
+            Ok((n, a)) => held.push((buf[..n].to_vec(), a)),
+            Err(e) => panic!("after {} packets: {e}", held.len()),
+        }
+    }
+    sender.join().unwrap();
+    assert_eq!(h.stats().dropped, 0);
+    let (queued, _) = kernel_queue_now(&pair, h.queue_num());
+    assert!(
+        queued >= N as u64,
+        "{queued} packets in the kernel queue, {:?}",
+        h.stats()
+    );
+    for (i, (p, a)) in held.iter().enumerate() {
+        h.send(p, a).unwrap();
+        if i % 50 == 49 {
+            // the echo's receive buffer is the default one
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(h.stats().injected, 0, "every send must find its original");
+    assert_eq!(kernel_queue_now(&pair, h.queue_num()).0, 0);
+    drop(h);
+    let got = echo.finish();
+    assert_eq!(got.len(), N);
+    assert_eq!(got[N - 1], format!("held-{:04}", N - 1).into_bytes());
 }

@@ -240,18 +240,32 @@ macro_rules! require_root {
 #[allow(unused_imports)]
 pub(crate) use require_root;
 
-/// Packets the kernel has queued to nfnetlink `queue` so far (its last packet id), read
-/// inside `pair.a`.
-pub fn kernel_queued(pair: &Pair, queue: u16) -> u64 {
+/// The numbers of nfnetlink `queue`'s line in `/proc/net/netfilter/nfnetlink_queue`, read
+/// inside `pair.a`: queue, portid, queue_total, copy_mode, copy_range, queue_dropped,
+/// user_dropped, id_sequence (all 0 if the queue is not bound).
+fn queue_row(pair: &Pair, queue: u16) -> [u64; 8] {
     pair.a.run(move || {
         let s = std::fs::read_to_string("/proc/thread-self/net/netfilter/nfnetlink_queue")
             .unwrap_or_default();
         s.lines()
             .map(|l| l.split_whitespace().collect::<Vec<_>>())
             .find(|v| v.len() >= 8 && v[0].parse::<u16>().ok() == Some(queue))
-            .map(|v| v[7].parse().unwrap())
-            .unwrap_or(0)
+            .map(|v| std::array::from_fn(|i| v[i].parse().unwrap()))
+            .unwrap_or([0; 8])
     })
+}
+
+/// Packets the kernel has queued to nfnetlink `queue` so far (its last packet id), read
+/// inside `pair.a`.
+pub fn kernel_queued(pair: &Pair, queue: u16) -> u64 {
+    queue_row(pair, queue)[7]
+}
+
+/// Packets in nfnetlink `queue` right now and packets the kernel dropped because the queue
+/// was full (`queue_total`, `queue_dropped`), read inside `pair.a`.
+pub fn kernel_queue_now(pair: &Pair, queue: u16) -> (u64, u64) {
+    let r = queue_row(pair, queue);
+    (r[2], r[5])
 }
 
 /// Every event `recv_timeout` returns until nothing arrived for `idle`.
