@@ -983,6 +983,13 @@ impl Handle {
             .map_err(|e| Error::InvalidParameter(e.to_string()))?;
         match param {
             Param::QueueLength => {
+                if in_callback() {
+                    // this thread may hold a queue's lock: the receive that runs the
+                    // callback fits the kernel limit right after it (other queues at their
+                    // next receive or worker round)
+                    self.inner.queue_length.store(value, Ordering::Relaxed);
+                    return Ok(());
+                }
                 for q in &self.inner.queues {
                     let mut st = q.lock();
                     let want = kernel_maxlen(value, st.held);

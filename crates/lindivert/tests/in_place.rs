@@ -5,7 +5,7 @@
 mod common;
 
 use common::{require_root, tcp_server_in_b, Echo, Pair};
-use lindivert::{Address, Error, Flags, Handle, OpenOptions, Verdict};
+use lindivert::{Address, Error, Flags, Handle, OpenOptions, Param, Verdict};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -221,10 +221,15 @@ fn bad_arguments_and_reentrant_calls_fail_cleanly() {
             let mut buf = [0u8; 100];
             inner.push(h.send(p, a).map(|_| ()));
             inner.push(h.recv_timeout(&mut buf, Some(Duration::ZERO)).map(|_| ()));
+            // parameters may change inside (the queue's lock is held: no deadlock)
+            h.set_param(Param::QueueLength, 64).unwrap();
+            h.set_param(Param::QueueTime, 500).unwrap();
             Verdict::Accept
         })
         .unwrap();
     assert_eq!(n, 1);
+    assert_eq!(h.get_param(Param::QueueLength), 64);
+    assert_eq!(h.get_param(Param::QueueTime), 500);
     assert!(
         inner
             .iter()
