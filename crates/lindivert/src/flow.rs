@@ -480,25 +480,12 @@ impl FlowHandle {
     /// Receive the next event, waiting at most `timeout` ([`Error::Timeout`]); after
     /// `shutdown(Recv)`, what is queued and then [`Error::NoData`].
     pub fn recv_timeout(&self, timeout: Option<Duration>) -> Result<Address, Error> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            {
-                let mut st = self.recv.lock().unwrap_or_else(|p| p.into_inner());
-                let got = self.try_recv(&mut st);
-                self.sync_fd(&mut st);
-                if let Some(r) = got {
-                    return r;
-                }
-            }
-            // Wake up now and then even without a notification (the ring buffer only
-            // notifies when the consumer has caught up; the timer covers the UDP scan).
-            if !self
-                .epoll
-                .wait_until(deadline, Duration::from_millis(100))?
-            {
-                return Err(Error::Timeout);
-            }
-        }
+        // the timer in the epoll set wakes the wait for the UDP scan
+        crate::wait::recv_until(&self.recv, &self.epoll, timeout, |st| {
+            let got = self.try_recv(st);
+            self.sync_fd(st);
+            got
+        })
     }
 
     /// `WinDivertShutdown`: `Recv` detaches the programs (queued events can still be read,

@@ -109,6 +109,7 @@ pub mod reflect;
 pub mod registry;
 pub mod socket;
 pub mod sys;
+mod wait;
 
 pub use error::Error;
 pub use handle::{Handle, OpenOptions, QueueRef, Stats, Verdict};

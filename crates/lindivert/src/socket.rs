@@ -27,7 +27,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lindivert_core::filter::ebpf_sock::{
     self, record, EventSet, Hook, SockConfig, SockMaps, ENDPOINT_VALUE_SIZE, LISTENER_VALUE_SIZE,
@@ -348,25 +348,11 @@ impl SocketHandle {
     /// [`Error::Timeout`] when nothing came, [`Error::NoData`] after
     /// `shutdown(Recv)` once everything queued was read.
     pub fn recv_timeout(&self, timeout: Option<Duration>) -> Result<Address, Error> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            {
-                let mut st = self.recv.lock().unwrap_or_else(|p| p.into_inner());
-                let got = self.try_recv(&mut st);
-                self.sync_ready(&mut st);
-                if let Some(r) = got {
-                    return r;
-                }
-            }
-            // Wake up now and then even without a notification (the ring buffer only
-            // notifies when the consumer has caught up).
-            if !self
-                .epoll
-                .wait_until(deadline, Duration::from_millis(100))?
-            {
-                return Err(Error::Timeout);
-            }
-        }
+        crate::wait::recv_until(&self.recv, &self.epoll, timeout, |st| {
+            let got = self.try_recv(st);
+            self.sync_ready(st);
+            got
+        })
     }
 
     /// `WinDivertShutdown`: `Recv` detaches the programs (nothing is blocked or reported
