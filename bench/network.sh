@@ -19,7 +19,8 @@
 #   and the *-nomatch variants: a handle (rule) that matches none of the traffic
 #   ("udp.DstPort == 9" / iptables -p udp --dport 9).
 # Workloads: TCP bulk (iperf3, 1 stream), 64-byte-payload UDP flood (delivered packets/s),
-# UDP request/response round trips (10000, median and p99; about half a second, so one slow phase of the VM weighs less), all from "a" to "b".
+# UDP request/response round trips (10000, median and p99: about half a second, so that one
+# slow phase of the VM weighs less), all from "a" to "b".
 #
 # Environment: LDBENCH_ROUNDS (default 3, --quick 1), LDBENCH_THREADS (lindivert --threads
 # values, default "1"), LDBENCH_LINDIVERT (binary to use instead of building), LDBENCH_NO_BUILD=1
