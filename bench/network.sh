@@ -366,4 +366,5 @@ if [ -n "$left" ]; then echo "cleanup: LEFT OVER:$left" >&2; else echo "cleanup:
 echo "total time: $(( $(date +%s) - t_start )) s; raw results: $results, logs: $out/"
 }
 
-main "$@"
+# (exit on the same line: bash reads no further, even if this file was edited meanwhile)
+main "$@"; exit
