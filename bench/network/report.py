@@ -169,7 +169,7 @@ table(f"UDP 64-byte payloads, sendmmsg flood {udp_secs} s: delivered", "udp_deli
       lambda v: f"{v / 1e3:.1f}", True,
       [("offered kpps", offered), ("via handle", udp_through), ("handle kpps", udp_handle_kpps),
        ("fail-open", udp_failopen)])
-table(f"UDP round trip, 64-byte payload, {pings} exchanges: median", "rtt_med_us", "us",
+table(f"UDP round trip, 64-byte payload, {pings} exchanges per round: median of the starts", "rtt_med_us", "us",
       lambda v: f"{v:.1f}", False, [("p99 us", p99), ("added us", added), ("lost", lost)])
 print("  no divert is not an upper bound for the UDP flood on a small machine: without a divert the")
 print("  sender's own syscall carries each packet through veth and the receiving stack; a divert takes")
