@@ -5,6 +5,7 @@ anchors of the same kind: matching rows against the C NFQUEUE consumer and eBPFD
 filter "true", non-matching rows against their non-matching counterparts.
 """
 
+import os
 import statistics
 import sys
 
@@ -177,3 +178,62 @@ print("  it at the hook and re-injects it from another thread, so sender and re-
 print("  via handle: packets the divert program received and re-injected / packets delivered; handle kpps:")
 print("  the delivered rate that went through the handle. eBPFDivert lets packets pass undiverted when its")
 print("  ring buffer is full (fail-open column: packets), which inflates its delivered rate.")
+
+
+def handle_rate(s):
+    """Delivered packets/s that went through the handle (eBPFDivert's fail-open excluded)."""
+    h, d, pps = med(s, "udp_handle_pkts"), med(s, "udp_delivered_pkts"), med(s, "udp_delivered_pps")
+    if h is None or not d or pps is None:
+        return None
+    return min(h / d, 1.0) * pps
+
+
+def check(v, ref, goal, higher=True):
+    """'0.83 no' style cell: the ratio v/ref against goal."""
+    if v is None or ref is None or ref == 0:
+        return "-"
+    r = v / ref
+    ok = r >= goal if higher else r <= goal
+    return f"{r:.2f} {'yes' if ok else 'NO'}"
+
+
+def added_us(s):
+    v, n = med(s, "rtt_med_us"), med("none", "rtt_med_us")
+    return None if v is None or n is None else v - n
+
+
+# The issue's goals, checked on this run's medians (each a ratio and whether it holds).
+lind = [s for s in all_setups if s.startswith("lindivert") and not s.endswith("-nomatch") and s in rows]
+if lind:
+    print("Goals (issue 3), this run:")
+    hdr = (f"  {'setup':44} {'TCP/none':>10} {'TCP/eBPF':>10} {'UDP/NFQ':>10} {'UDP/eBPF*':>10}"
+           f" {'RTT+/NFQ+':>10}")
+    print(hdr)
+    print(f"  {'goal':44} {'>= 0.75':>10} {'>= 2':>10} {'>= 1':>10} {'>= 1.5':>10} {'<= 1':>10}")
+    for s in lind:
+        a, c = added_us(s), added_us("nfq")
+        print(f"  {label(s):44} {check(med(s, 'tcp_gbps'), med('none', 'tcp_gbps'), 0.75):>10}"
+              f" {check(med(s, 'tcp_gbps'), med('ebpf', 'tcp_gbps'), 2.0):>10}"
+              f" {check(med(s, 'udp_delivered_pps'), med('nfq', 'udp_delivered_pps'), 1.0):>10}"
+              f" {check(handle_rate(s), handle_rate('ebpf'), 1.5):>10}"
+              f" {check(a, c, 1.0, higher=False):>10}")
+    nom = [s for s in all_setups if s.startswith("lindivert") and s.endswith("-nomatch") and s in rows]
+    if nom:
+        print(f"  {'non-matching (goal: within 5 % of no divert)':44} {'TCP/none':>10} {'UDP/none':>10}"
+              f" {'RTT/none':>10}")
+        for s in nom:
+            print(f"  {label(s):44} {check(med(s, 'tcp_gbps'), med('none', 'tcp_gbps'), 0.95):>10}"
+                  f" {check(med(s, 'udp_delivered_pps'), med('none', 'udp_delivered_pps'), 0.95):>10}"
+                  f" {check(med(s, 'rtt_med_us'), med('none', 'rtt_med_us'), 1.05, higher=False):>10}")
+    ts = sorted({s.split("-t", 1)[1].split("-", 1)[0] for s in lind})
+    if len(ts) > 1:
+        base = f"lindivert-t{ts[0]}"
+        for t in ts[1:]:
+            s = f"lindivert-t{t}"
+            if s in rows and base in rows:
+                print(f"  --threads {t} vs {ts[0]} (goal: more where cores allow; this machine has"
+                      f" {os.cpu_count()} CPUs): TCP {check(med(s, 'tcp_gbps'), med(base, 'tcp_gbps'), 1.0)},"
+                      f" UDP {check(med(s, 'udp_delivered_pps'), med(base, 'udp_delivered_pps'), 1.0)}")
+    print("  *: eBPFDivert's rate through its handle (its fail-open packets excluded); RTT+: added round"
+          " trip")
+    print()
