@@ -401,6 +401,11 @@ impl QState {
         self.release(i);
     }
 
+    /// A read filled `n` receive buffers: the next one offers twice as many (`LEND_MIN..=SLOTS`).
+    fn read_filled(&mut self, n: usize) {
+        self.lend = (2 * n).clamp(LEND_MIN, SLOTS);
+    }
+
     /// Fit the kernel queue's length limit to QUEUE_LENGTH (`queue_length`) and the packets
     /// held now: larger at once, smaller only once two steps are free (no message per
     /// packet at a step's edge). One configuration message, no ack awaited.
@@ -1330,33 +1335,33 @@ impl Inner {
         if st.refs.iter().all(|&r| r > 0) {
             st.evict();
         }
+        // the first `lend` free buffers
         let mut idx = [0u16; SLOTS];
         let mut nfree = 0;
         for (i, &r) in st.refs.iter().enumerate() {
+            if nfree == st.lend {
+                break;
+            }
             if r == 0 {
                 idx[nfree] = i as u16;
                 nfree += 1;
             }
         }
         let QState {
-            bufs,
-            refs,
-            lens,
-            lend,
-            ..
+            bufs, refs, lens, ..
         } = &mut *st;
         let it = bufs
             .iter_mut()
             .zip(refs.iter())
             .filter(|(_, &r)| r == 0)
             .map(|(b, _)| &mut b[..])
-            .take(*lend);
+            .take(nfree);
         let n = match q.queue.socket().recv_many_iov(it, lens) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) => return Err(Error::Io(e)),
         };
-        st.lend = (2 * n).clamp(LEND_MIN, SLOTS);
+        st.read_filled(n);
         let lens = std::mem::take(&mut st.lens);
         self.absorb(qi, q, st, &idx[..n], &lens[..n], monotonic_ns());
         st.lens = lens;
@@ -1442,7 +1447,7 @@ impl Inner {
         }
         st.lent = lent;
         let got = r.map_err(Error::Io)?;
-        st.lend = (2 * got).clamp(LEND_MIN, SLOTS);
+        st.read_filled(got);
         self.absorb(qi, q, &mut st, &idx[..got], &lens[..got], now);
         Ok(st)
     }
