@@ -412,9 +412,15 @@ impl QState {
     fn fit_maxlen(&mut self, queue: &Queue, queue_length: u64) -> io::Result<()> {
         let want = kernel_maxlen(queue_length, self.held);
         if want > self.maxlen || want as usize + 2 * MAXLEN_STEP <= self.maxlen as usize {
-            queue.set_maxlen(want)?;
-            self.maxlen = want;
+            self.set_maxlen(queue, want)?;
         }
+        Ok(())
+    }
+
+    /// Set the kernel queue's length limit to `maxlen` and remember it.
+    fn set_maxlen(&mut self, queue: &Queue, maxlen: u32) -> io::Result<()> {
+        queue.set_maxlen(maxlen)?;
+        self.maxlen = maxlen;
         Ok(())
     }
 
@@ -998,8 +1004,7 @@ impl Handle {
                 for q in &self.inner.queues {
                     let mut st = q.lock();
                     let want = kernel_maxlen(value, st.held);
-                    q.queue.set_maxlen(want)?;
-                    st.maxlen = want;
+                    st.set_maxlen(&q.queue, want)?;
                 }
                 self.inner.queue_length.store(value, Ordering::Relaxed);
             }
