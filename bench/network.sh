@@ -20,7 +20,8 @@
 #   ("udp.DstPort == 9" / iptables -p udp --dport 9).
 # Workloads: TCP bulk (iperf3, 1 stream), 64-byte-payload UDP flood (delivered packets/s),
 # UDP request/response round trips (10000 per round over 3 fresh starts of the divert, median
-# and p99), all from "a" to "b".
+# and p99), all from "a" to "b"; thread scaling (lindivert-t1-work, lindivert-t2-work): the
+# UDP flood from 2 senders through passthru --work-us 10 --batch 64, --threads 1 vs 2.
 #
 # Environment: LDBENCH_ROUNDS (default 3, --quick 1), LDBENCH_THREADS (lindivert --threads
 # values, default "1"), LDBENCH_LINDIVERT (binary to use instead of building), LDBENCH_NO_BUILD=1
@@ -37,7 +38,7 @@ quick=0
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "usage: bash bench/network.sh [--quick]" >&2; exit 2 ;;
   esac
 done
@@ -57,6 +58,12 @@ pings=10000
 # measures 3 fresh starts and reports the median of all starts.
 rtt_starts=3
 threads_list="${LDBENCH_THREADS:-1}"
+# Thread scaling (the *-work rows): the divert spends $work_us us of its own CPU on each packet
+# (passthru --work-us, a stand-in for an application's per-packet work), fed by $udpw_senders
+# flood processes, so the divert, not the kernel path it shares with the traffic, is the
+# bottleneck; those rows run only this workload, for --threads 1 and 2.
+work_us=10
+udpw_senders=2
 
 out="$root/bench/out/network"
 mkdir -p "$out"
@@ -204,6 +211,7 @@ divert_start() {
       case "$setup" in *-b64*) lbatch=64 ;; esac
       case "$setup" in *-copy*) lcopy=(--copy) ;; esac
       case "$setup" in *-bp50*) lcopy+=(--busy-poll 50) ;; esac
+      case "$setup" in *-work*) lbatch=64; lcopy+=(--work-us "$work_us") ;; esac
       ip netns exec "$NSA" "$ld_bin" passthru "$filter" --threads "$n" --batch "$lbatch" "${lcopy[@]}" --duration 120 >"$log.out" 2>"$log.err" &
       DPID=$!
       # Ready when its queue is bound (NFQUEUE back end) or it says so; else give it 2 s.
@@ -284,6 +292,25 @@ run_udp() {
   [ -n "$f" ] && rec "$r" "$s" udp_failopen_pkts "$f"
   return 0
 }
+run_udpw() {  # ROUND SETUP: thread scaling: $udpw_senders floods, $work_us us of work per packet
+  local r="$1" s="$2" log="$out/r$1-$2-udpw" snk i fl=()
+  divert_start "$s" "$log" || { rec "$r" "$s" error "divert did not start"; divert_stop; return 0; }
+  ip netns exec "$NSB" "$NB" sink 9000 $((udp_secs + 15)) >"$log.sink" 2>&1 &
+  snk=$!; bgpids="$bgpids $snk"
+  wait_file_line "$log.sink" ready 5 || true
+  for i in $(seq "$udpw_senders"); do
+    inA timeout $((udp_secs + 10)) "$NB" flood "$ADDRB" 9000 64 "$udp_secs" >"$log.flood$i" 2>&1 &
+    fl+=("$!")
+  done
+  wait "${fl[@]}" 2>/dev/null || true
+  for i in $(seq 200); do kill -0 "$snk" 2>/dev/null || break; sleep 0.05; done
+  stop_pid "$snk"
+  divert_stop
+  local recv; recv="$(awk '/^received/ {print $2, $4}' "$log.sink")"
+  rec "$r" "$s" udpw_delivered_pps "${recv#* }"
+  local c; c="$(divert_count "$log")"; [ -n "$c" ] && rec "$r" "$s" udpw_handle_pkts "$c"
+  return 0
+}
 run_rtt() {  # $rtt_starts fresh starts of the divert (and echo), $pings / $rtt_starts each
   local r="$1" s="$2" k log ech
   for k in $(seq "$rtt_starts"); do
@@ -309,6 +336,7 @@ setups="none nfq ebpf ebpf-b64"
 for n in $threads_list; do setups="$setups lindivert-t$n lindivert-t$n-b64 lindivert-t$n-copy lindivert-t$n-bp50"; done
 setups="$setups nfq-nomatch ebpf-nomatch"
 for n in $threads_list; do setups="$setups lindivert-t$n-nomatch"; done
+setups="$setups lindivert-t1-work lindivert-t2-work"
 [ -n "${LDBENCH_SETUPS:-}" ] && setups="$LDBENCH_SETUPS"
 
 ns_up
@@ -346,10 +374,11 @@ for r in $(seq "$rounds"); do
   for s in "${order[@]}"; do
     printf '   round %d/%d  %-22s' "$r" "$rounds" "$s"
     ns_up
-    run_tcp "$r" "$s"
-    run_udp "$r" "$s"
-    run_rtt "$r" "$s"
-    awk -F'\t' -v r="$r" -v s="$s" '$1==r && $2==s && ($3=="tcp_gbps"||$3=="udp_delivered_pps"||$3=="rtt_med_us") {printf " %s=%s", $3, $4}' "$results"
+    case "$s" in
+      *-work) run_udpw "$r" "$s" ;;
+      *) run_tcp "$r" "$s"; run_udp "$r" "$s"; run_rtt "$r" "$s" ;;
+    esac
+    awk -F'\t' -v r="$r" -v s="$s" '$1==r && $2==s && ($3=="tcp_gbps"||$3=="udp_delivered_pps"||$3=="rtt_med_us"||$3=="udpw_delivered_pps") {printf " %s=%s", $3, $4}' "$results"
     echo
   done
 done
@@ -359,7 +388,7 @@ ns_down
 echo
 echo "machine: $(nproc) CPU(s), kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "load average at start: $load_start, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes numbers noisy; compare rows of one run)"
-python3 "$here/report.py" "$results" "$rounds" "$tcp_secs" "$udp_secs" "$rtt_starts starts x $((pings / rtt_starts))"
+python3 "$here/report.py" "$results" "$rounds" "$tcp_secs" "$udp_secs" "$rtt_starts starts x $((pings / rtt_starts))" "$work_us" "$udpw_senders"
 
 # ---------------------------------------------------------------- leftovers
 left=""

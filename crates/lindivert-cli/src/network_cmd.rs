@@ -446,8 +446,10 @@ fn port_unreachable(p: &ParsedPacket<'_>) -> Vec<u8> {
 // passthru
 
 /// `passthru [FILTER] [--threads N] [--batch N] [--priority N] [--duration S] [--netns NAME]
-/// [--copy] [--busy-poll US]`: re-injects in place (`recv_with`, no copy); `--copy` uses
-/// `recv`/`send` batches; `--busy-poll` sets [`OpenOptions::busy_poll`].
+/// [--copy] [--busy-poll US] [--work-us US]`: re-injects in place (`recv_with`, no copy);
+/// `--copy` uses `recv`/`send` batches; `--busy-poll` sets [`OpenOptions::busy_poll`];
+/// `--work-us` keeps the thread busy that long per packet before re-injecting it (a stand-in
+/// for an application's own per-packet work, to measure how `--threads` scales).
 pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
     let a = Args::parse(
         argv,
@@ -458,6 +460,7 @@ pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
             "--duration",
             "--netns",
             "--busy-poll",
+            "--work-us",
         ],
         &["--copy"],
     )?;
@@ -478,6 +481,13 @@ pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
             lindivert::handle::BUSY_POLL_MAX.as_micros()
         )));
     }
+    let work_us: u64 = a.number("--work-us", 0)?;
+    if work_us > WORK_US_MAX {
+        return Err(CliError::usage(format!(
+            "error: --work-us {work_us}: at most {WORK_US_MAX} microseconds per packet"
+        )));
+    }
+    let work = Duration::from_micros(work_us);
     let duration = match a.option("--duration") {
         None => None,
         Some(s) => match s.parse::<f64>() {
@@ -506,9 +516,9 @@ pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
             std::thread::spawn(move || {
                 let q = h.queue(i).expect("one queue per thread");
                 if copy {
-                    passthru_copy(&q, batch, &stop, &packets, &bytes)
+                    passthru_copy(&q, batch, work, &stop, &packets, &bytes)
                 } else {
-                    passthru_inplace(&q, batch, &stop, &packets, &bytes)
+                    passthru_inplace(&q, batch, work, &stop, &packets, &bytes)
                 }
             })
         })
@@ -552,10 +562,25 @@ pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The largest `--work-us`.
+const WORK_US_MAX: u64 = 1_000_000;
+
+/// Keeps the thread busy for `work` (no sleep: the point is to use the CPU).
+fn busy_work(work: Duration) {
+    if work.is_zero() {
+        return;
+    }
+    let t = Instant::now();
+    while t.elapsed() < work {
+        std::hint::spin_loop();
+    }
+}
+
 /// Every packet re-injected as it is, without copying it out (`recv_with`).
 fn passthru_inplace(
     h: &QueueRef<'_>,
     batch: usize,
+    work: Duration,
     stop: &AtomicBool,
     packets: &AtomicU64,
     bytes: &AtomicU64,
@@ -563,6 +588,7 @@ fn passthru_inplace(
     let (mut p, mut b) = (0u64, 0u64);
     while !stop.load(Ordering::Acquire) {
         let r = h.recv_with(batch, Some(Duration::from_millis(100)), |pkt, _addr| {
+            busy_work(work);
             p += 1;
             b += pkt.len() as u64;
             Verdict::Accept
@@ -585,6 +611,7 @@ fn passthru_inplace(
 fn passthru_copy(
     h: &QueueRef<'_>,
     batch: usize,
+    work: Duration,
     stop: &AtomicBool,
     packets: &AtomicU64,
     bytes: &AtomicU64,
@@ -607,6 +634,9 @@ fn passthru_copy(
                 continue;
             }
         };
+        for _ in 0..addrs.len() {
+            busy_work(work);
+        }
         if let Err(e) = h.send_batch(&buf[..n], &addrs) {
             eprintln!("warning: failed to reinject packet ({e})");
             continue;

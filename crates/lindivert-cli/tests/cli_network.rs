@@ -181,10 +181,12 @@ fn netfilter_refuses_tcp_with_rst_and_udp_with_icmp() {
 #[test]
 fn passthru_keeps_traffic_flowing_and_counts() {
     require_root!();
-    // in place (recv_with), and copied out and back (--copy) with busy-poll
-    for (port, extra) in [
-        (7600u16, &[][..]),
-        (7601, &["--copy", "--busy-poll", "200"][..]),
+    // in place (recv_with), copied out and back (--copy) with busy-poll, and with 3 ms of
+    // work per packet (--work-us: each of the 20 sequential exchanges crosses the divert twice)
+    for (port, extra, at_least) in [
+        (7600u16, &[][..], Duration::ZERO),
+        (7601, &["--copy", "--busy-poll", "200"][..], Duration::ZERO),
+        (7602, &["--work-us", "3000"][..], Duration::from_millis(120)),
     ] {
         let pair = Pair::new();
         let _echo = Echo::start(&pair.b, port);
@@ -202,13 +204,16 @@ fn passthru_keeps_traffic_flowing_and_counts() {
         let mut child = spawn(&args);
         wait_open(&pair.a, &mut child);
         let payloads: Vec<Vec<u8>> = (0..20).map(|i| format!("p{i}").into_bytes()).collect();
+        let t0 = Instant::now();
         let replies = udp_exchange(
             &pair.a,
             SocketAddr::from((pair.b_ip, port)),
             payloads.clone(),
             Duration::from_secs(2),
         );
+        let took = t0.elapsed();
         assert_eq!(replies, payloads, "{extra:?}");
+        assert!(took >= at_least, "{extra:?}: 20 exchanges in {took:?}");
         let out = terminate(child);
         assert!(
             out.status.success(),
@@ -282,6 +287,17 @@ fn passthru_duration_and_bad_filter() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--busy-poll 20000: at most 10000"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = Command::new(BIN)
+        .args(["passthru", "--work-us", "2000000", "--netns", &pair.a.name])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--work-us 2000000: at most 1000000"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
