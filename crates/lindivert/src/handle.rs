@@ -90,7 +90,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 static HANDLE_COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -1375,13 +1375,15 @@ impl Inner {
 
     /// Block in `recvmmsg` on queue `qi`'s socket (up to `wait`) without holding its lock:
     /// the free receive buffers are lent out meanwhile. Sends the waiting verdicts first.
-    /// Returns the lock again, with what arrived classified.
+    /// Returns the lock again, with what arrived classified; `now` becomes the time the
+    /// wait ended.
     fn pump_direct<'a>(
         &'a self,
         qi: usize,
         q: &'a QueueCtx,
         mut st: MutexGuard<'a, QState>,
         wait: Duration,
+        now: &mut i64,
     ) -> Result<MutexGuard<'a, QState>, Error> {
         st.flush(q.queue.socket(), self.sniff())?;
         if st.refs.iter().all(|&r| r > 0) {
@@ -1442,8 +1444,9 @@ impl Inner {
                 .socket()
                 .recv_many_iov_wait(lent.iter_mut().map(|b| &mut b[..]), &mut lens);
         }
-        let now = monotonic_ns();
-        q.last_activity.store(now, Ordering::Relaxed);
+        let t = monotonic_ns();
+        *now = t;
+        q.last_activity.store(t, Ordering::Relaxed);
         q.waiters.fetch_sub(1, Ordering::Relaxed);
         let mut st = q.lock();
         for (b, &slot) in lent.drain(..).zip(&idx[..n]) {
@@ -1453,7 +1456,7 @@ impl Inner {
         st.lent = lent;
         let got = r.map_err(Error::Io)?;
         st.read_filled(got);
-        self.absorb(qi, q, &mut st, &idx[..got], &lens[..got], now);
+        self.absorb(qi, q, &mut st, &idx[..got], &lens[..got], t);
         Ok(st)
     }
 
@@ -1630,8 +1633,9 @@ impl Inner {
         Ok((used, count))
     }
 
-    /// One attempt at queue `qi` (locked): expire, read the socket if nothing waits,
-    /// deliver. `Ok(None)`: nothing to deliver.
+    /// One attempt at queue `qi` (locked) at time `now` (CLOCK_MONOTONIC ns, read by the
+    /// caller just before): expire, read the socket if nothing waits, deliver. `Ok(None)`:
+    /// nothing to deliver.
     fn try_queue(
         &self,
         qi: usize,
@@ -1639,11 +1643,12 @@ impl Inner {
         sink: &mut Sink<'_>,
         max: usize,
         read: bool,
+        now: i64,
     ) -> Result<Option<usize>, Error> {
         let q = &self.queues[qi];
         let sniff = self.sniff();
         if !st.entries.is_empty() {
-            self.expire(q, st, monotonic_ns());
+            self.expire(q, st, now);
         }
         // `read`: the socket was just read (pump_direct), verdicts sent
         let mut pumped = read;
@@ -1814,10 +1819,12 @@ impl Inner {
                 "recv on a SEND_ONLY or DROP handle".into(),
             ));
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // one clock for the whole call: CLOCK_MONOTONIC ns, refreshed after every wait
+        let mut now = monotonic_ns();
+        let deadline =
+            timeout.map(|t| now.saturating_add(t.as_nanos().min(i64::MAX as u128) as i64));
         let nq = self.queues.len();
         let queue = queue.or((nq == 1).then_some(0));
-        let now = monotonic_ns();
         match queue {
             Some(qi) => self.queues[qi].last_activity.store(now, Ordering::Relaxed),
             None => self
@@ -1840,11 +1847,11 @@ impl Inner {
                 Some(qi) => {
                     let q = &self.queues[qi];
                     let mut st = q.lock();
-                    if let Some(wait) = self.direct_wait(q, &st, deadline) {
-                        st = self.pump_direct(qi, q, st, wait)?;
+                    if let Some(wait) = self.direct_wait(q, &st, deadline, now) {
+                        st = self.pump_direct(qi, q, st, wait, &mut now)?;
                         direct = true;
                     }
-                    if let Some(n) = self.try_queue(qi, &mut st, sink, max, direct)? {
+                    if let Some(n) = self.try_queue(qi, &mut st, sink, max, direct, now)? {
                         return Ok(n);
                     }
                 }
@@ -1854,7 +1861,7 @@ impl Inner {
                         let Some(mut st) = self.queues[qi].try_lock() else {
                             continue;
                         };
-                        if let Some(n) = self.try_queue(qi, &mut st, sink, max, false)? {
+                        if let Some(n) = self.try_queue(qi, &mut st, sink, max, false, now)? {
                             return Ok(n);
                         }
                     }
@@ -1884,11 +1891,10 @@ impl Inner {
             // worker sets), waking up for QUEUE_TIME expiry at least every 100 ms
             let mut wait = Duration::from_millis(100);
             if let Some(d) = deadline {
-                let now = Instant::now();
                 if now >= d {
                     return Err(Error::Timeout);
                 }
-                wait = wait.min(d - now);
+                wait = wait.min(Duration::from_nanos((d - now) as u64));
             }
             if direct {
                 // waited on the socket already
@@ -1912,7 +1918,7 @@ impl Inner {
                 Some(qi) => self.queues[qi].epoll.wait(Some(wait)),
                 None => self.epoll.wait(Some(wait)),
             };
-            let now = monotonic_ns();
+            now = monotonic_ns();
             waiting.iter().for_each(|q| {
                 q.last_activity.store(now, Ordering::Relaxed);
                 q.waiters.fetch_sub(1, Ordering::Relaxed);
@@ -1929,7 +1935,8 @@ impl Inner {
         &self,
         q: &QueueCtx,
         st: &QState,
-        deadline: Option<Instant>,
+        deadline: Option<i64>,
+        now: i64,
     ) -> Option<Duration> {
         if st.rx_len != 0
             || st.closing
@@ -1940,7 +1947,8 @@ impl Inner {
         }
         let left = match deadline {
             None => DIRECT_MAX,
-            Some(d) => d.checked_duration_since(Instant::now())?.min(DIRECT_MAX),
+            Some(d) if d > now => Duration::from_nanos((d - now) as u64).min(DIRECT_MAX),
+            Some(_) => return None,
         };
         let steps = left.as_nanos() / DIRECT_STEP.as_nanos();
         (steps > 0).then(|| DIRECT_STEP * steps as u32)
