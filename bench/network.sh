@@ -21,7 +21,7 @@
 # Workloads: TCP bulk (iperf3, 1 stream), 64-byte-payload UDP flood (delivered packets/s),
 # UDP request/response round trips (10000 per round over 3 fresh starts of the divert, median
 # and p99), all from "a" to "b"; thread scaling (lindivert-t1-work, lindivert-t2-work): the
-# UDP flood from 2 senders through passthru --work-us 10 --batch 64, --threads 1 vs 2.
+# UDP flood from 2 senders x 8 flows through passthru --work-us 10 --batch 64, --threads 1 vs 2.
 #
 # Environment: LDBENCH_ROUNDS (default 3, --quick 1), LDBENCH_THREADS (lindivert --threads
 # values, default "1"), LDBENCH_LINDIVERT (binary to use instead of building), LDBENCH_NO_BUILD=1
@@ -60,10 +60,12 @@ rtt_starts=3
 threads_list="${LDBENCH_THREADS:-1}"
 # Thread scaling (the *-work rows): the divert spends $work_us us of its own CPU on each packet
 # (passthru --work-us, a stand-in for an application's per-packet work), fed by $udpw_senders
-# flood processes, so the divert, not the kernel path it shares with the traffic, is the
-# bottleneck; those rows run only this workload, for --threads 1 and 2.
+# flood processes of $udpw_flows flows (source ports) each, so the divert, not the kernel path
+# it shares with the traffic, is the bottleneck; the queues take whole flows (spread by flow),
+# so there must be several; those rows run only this workload, for --threads 1 and 2.
 work_us=10
 udpw_senders=2
+udpw_flows=8
 
 out="$root/bench/out/network"
 mkdir -p "$out"
@@ -299,7 +301,7 @@ run_udpw() {  # ROUND SETUP: thread scaling: $udpw_senders floods, $work_us us o
   snk=$!; bgpids="$bgpids $snk"
   wait_file_line "$log.sink" ready 5 || true
   for i in $(seq "$udpw_senders"); do
-    inA timeout $((udp_secs + 10)) "$NB" flood "$ADDRB" 9000 64 "$udp_secs" >"$log.flood$i" 2>&1 &
+    inA timeout $((udp_secs + 10)) "$NB" flood "$ADDRB" 9000 64 "$udp_secs" "$udpw_flows" >"$log.flood$i" 2>&1 &
     fl+=("$!")
   done
   wait "${fl[@]}" 2>/dev/null || true
@@ -388,7 +390,7 @@ ns_down
 echo
 echo "machine: $(nproc) CPU(s), kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "load average at start: $load_start, at end: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine makes numbers noisy; compare rows of one run)"
-python3 "$here/report.py" "$results" "$rounds" "$tcp_secs" "$udp_secs" "$rtt_starts starts x $((pings / rtt_starts))" "$work_us" "$udpw_senders"
+python3 "$here/report.py" "$results" "$rounds" "$tcp_secs" "$udp_secs" "$rtt_starts starts x $((pings / rtt_starts))" "$work_us" "$udpw_senders x $udpw_flows"
 
 # ---------------------------------------------------------------- leftovers
 left=""

@@ -3,7 +3,8 @@
  *
  *   netbench sink PORT MAX_SECONDS           count delivered datagrams (recvmmsg); exits 1 s
  *                                            after the last one; prints "received N span_s pps"
- *   netbench flood DST PORT SIZE SECONDS     send SIZE-byte UDP payloads as fast as possible
+ *   netbench flood DST PORT SIZE SECONDS [FLOWS]  send SIZE-byte UDP payloads as fast as
+ *                                            possible, from FLOWS sockets in turn (default 1)
  *                                            (sendmmsg, 64 per call); prints "sent N secs pps errors"
  *   netbench echo PORT                       UDP echo server (until killed)
  *   netbench pingpong DST PORT COUNT SIZE    COUNT request/response round trips after 100 warm-up
@@ -113,12 +114,18 @@ static int sink(int port, double max_secs)
     return 0;
 }
 
-static int flood(const char *dst, int port, int size, double secs)
+static int flood(const char *dst, int port, int size, double secs, int flows)
 {
-    int fd = udp_socket();
-    connect_to(fd, dst, port);
-    int snd = 4 << 20;
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof(snd));
+    /* FLOWS sockets (source ports), each batch from the next one in turn */
+    int fds[64];
+    if (flows < 1 || flows > 64)
+        flows = 1;
+    for (int i = 0; i < flows; i++) {
+        fds[i] = udp_socket();
+        connect_to(fds[i], dst, port);
+        int snd = 4 << 20;
+        setsockopt(fds[i], SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof(snd));
+    }
     static char payload[65536];
     if (size < 1 || size > (int)sizeof(payload))
         size = 64;
@@ -132,8 +139,9 @@ static int flood(const char *dst, int port, int size, double secs)
     }
     uint64_t sent = 0, errors = 0;
     double start = now_s(), t = start;
+    unsigned turn = 0;
     while (t - start < secs) {
-        int n = sendmmsg(fd, msgs, BATCH, 0);
+        int n = sendmmsg(fds[turn++ % (unsigned)flows], msgs, BATCH, 0);
         if (n > 0)
             sent += n;
         else if (n < 0) {
@@ -230,12 +238,12 @@ int main(int argc, char **argv)
     if (argc >= 4 && !strcmp(argv[1], "sink"))
         return sink(atoi(argv[2]), atof(argv[3]));
     if (argc >= 6 && !strcmp(argv[1], "flood"))
-        return flood(argv[2], atoi(argv[3]), atoi(argv[4]), atof(argv[5]));
+        return flood(argv[2], atoi(argv[3]), atoi(argv[4]), atof(argv[5]), argc >= 7 ? atoi(argv[6]) : 1);
     if (argc >= 3 && !strcmp(argv[1], "echo"))
         echo(atoi(argv[2]));
     if (argc >= 6 && !strcmp(argv[1], "pingpong"))
         return pingpong(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
-    fprintf(stderr, "usage: netbench sink PORT MAX_S | flood DST PORT SIZE S | echo PORT | "
+    fprintf(stderr, "usage: netbench sink PORT MAX_S | flood DST PORT SIZE S [FLOWS] | echo PORT | "
                     "pingpong DST PORT COUNT SIZE\n");
     return 2;
 }

@@ -197,7 +197,7 @@ def threads_of(setup):
 
 
 if work_setups:
-    print(f"Thread scaling: UDP 64-byte payloads from {senders} flood processes, {udp_secs} s, through"
+    print(f"Thread scaling: UDP 64-byte payloads from {senders} flows (processes x sockets), {udp_secs} s, through"
           f" passthru --work-us {work_us} --batch 64 ({work_us} us of the divert's own CPU per packet)")
     print(f"  {'setup':44} {'kpps':>10}  {'vs t1':>7}" + (f" {'range':>15}" if multi else ""))
     base = next((w for w in work_setups if threads_of(w) == 1), None)
@@ -215,7 +215,7 @@ if work_setups:
             line += f"  [{'; '.join(sorted(set(errors[w])))}]"
         print(line)
     print("  the divert, not the kernel path it shares with sender and receiver, is the bottleneck here;")
-    print("  each thread reads its own queue (packets spread by the CPU that queued them)")
+    print("  each thread reads its own queue; the queues take whole flows (a hash of addresses and ports)")
     print()
 
 

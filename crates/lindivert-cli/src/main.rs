@@ -26,7 +26,7 @@ usage:
   lindivert netdump [FILTER] [--priority N] [-w FILE.pcapng] [--count N] [-q] [--netns NAME]
   lindivert netfilter FILTER [--priority N] [--netns NAME]
   lindivert passthru [FILTER] [--threads N] [--batch N] [--priority N] [--duration S] [--copy]
-                     [--busy-poll US] [--work-us US] [--netns NAME]
+                     [--busy-poll US] [--work-us US] [--spread flow|cpu] [--netns NAME]
   lindivert flowtrack [FILTER] [--udp-timeout S] [--lines] [--count N] [--netns NAME]
   lindivert socketdump [FILTER] [--block] [--count N] [--netns NAME]
   lindivert ctl (list|watch|kill PID) [FILTER] [--netns NAME]

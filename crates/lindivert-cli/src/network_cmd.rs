@@ -446,7 +446,8 @@ fn port_unreachable(p: &ParsedPacket<'_>) -> Vec<u8> {
 // passthru
 
 /// `passthru [FILTER] [--threads N] [--batch N] [--priority N] [--duration S] [--netns NAME]
-/// [--copy] [--busy-poll US] [--work-us US]`: re-injects in place (`recv_with`, no copy);
+/// [--copy] [--busy-poll US] [--work-us US] [--spread flow|cpu]`: re-injects in place
+/// (`recv_with`, no copy);
 /// `--copy` uses `recv`/`send` batches; `--busy-poll` sets [`OpenOptions::busy_poll`];
 /// `--work-us` keeps the thread busy that long per packet before re-injecting it (a stand-in
 /// for an application's own per-packet work, to measure how `--threads` scales).
@@ -461,6 +462,7 @@ pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
             "--netns",
             "--busy-poll",
             "--work-us",
+            "--spread",
         ],
         &["--copy"],
     )?;
@@ -488,6 +490,15 @@ pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
         )));
     }
     let work = Duration::from_micros(work_us);
+    let spread = match a.option("--spread") {
+        None | Some("flow") => lindivert::Spread::Flow,
+        Some("cpu") => lindivert::Spread::Cpu,
+        Some(other) => {
+            return Err(CliError::usage(format!(
+                "error: --spread {other}: `flow` (by connection, default) or `cpu`"
+            )))
+        }
+    };
     let duration = match a.option("--duration") {
         None => None,
         Some(s) => match s.parse::<f64>() {
@@ -500,9 +511,10 @@ pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
         },
     };
     let sig = signals()?;
-    // one nfnetlink queue per thread (spread by CPU), each thread reading its own
+    // one nfnetlink queue per thread (spread by flow or CPU), each thread reading its own
     let h = Arc::new(open_with(&c, Flags::NONE, |o| {
         o.queues(threads as u16)
+            .spread(spread)
             .busy_poll(Duration::from_micros(busy_poll))
     })?);
     let stop = Arc::new(AtomicBool::new(false));

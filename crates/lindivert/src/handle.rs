@@ -48,8 +48,9 @@
 //! off by default): a receive that waits alone on an empty queue polls the socket for a
 //! while before it sleeps, so a packet arriving meanwhile costs no wake-up.
 //!
-//! Queues: [`OpenOptions::queues`] spreads packets over several nfnetlink queues by CPU
-//! (`NFQ_FLAG_CPU_FANOUT`); each has its own socket, buffers and lock, so one thread per
+//! Queues: [`OpenOptions::queues`] spreads packets over several nfnetlink queues, by flow
+//! (a symmetric hash: each connection in one queue, in order) or by CPU
+//! ([`OpenOptions::spread`]); each has its own socket, buffers and lock, so one thread per
 //! queue ([`Handle::queue`], [`Handle::split`]) shares nothing on the hot path.
 //!
 //! Every handle has a worker thread. While the application is busy in `recv`/`send` (it
@@ -69,6 +70,7 @@
 use crate::error::Error;
 use crate::filter::PacketFilter;
 use crate::nfqueue::{self, Queue, QueueConfig, QueueMsg, QueuedPacket, Verdicts};
+pub use crate::nftables::Spread;
 use crate::nftables::{self, Action, ChainSpec, Hook, Match, OwnerTable};
 use crate::pkt;
 use crate::sys::attr::messages;
@@ -174,6 +176,7 @@ pub struct OpenOptions {
     ebpf: bool,
     queues: u16,
     busy_poll: Duration,
+    spread: Spread,
 }
 
 /// The longest [`OpenOptions::busy_poll`].
@@ -192,6 +195,7 @@ impl OpenOptions {
             ebpf: true,
             queues: 1,
             busy_poll: Duration::ZERO,
+            spread: Spread::Flow,
         }
     }
 
@@ -205,12 +209,23 @@ impl OpenOptions {
         self
     }
 
-    /// Spread the packets over `n` nfnetlink queues (1..=64, default 1) by the CPU that
-    /// handles them (`NFQ_FLAG_CPU_FANOUT`), each with its own socket and lock: serve each
-    /// with its own thread through [`Handle::queue`] / [`Handle::split`] (or let every thread
-    /// call [`Handle::recv`], which takes whichever queue has packets).
+    /// Spread the packets over `n` nfnetlink queues (1..=64, default 1) as
+    /// [`OpenOptions::spread`] says (by flow unless told otherwise), each with its own
+    /// socket and lock: serve each with its own thread through [`Handle::queue`] /
+    /// [`Handle::split`] (or let every thread call [`Handle::recv`], which takes whichever
+    /// queue has packets).
     pub fn queues(mut self, n: u16) -> Self {
         self.queues = n;
+        self
+    }
+
+    /// How packets are spread over [`OpenOptions::queues`]: [`Spread::Flow`] (default: all
+    /// packets of a connection, both directions, in one queue, so each flow stays in
+    /// order) or [`Spread::Cpu`] (by the CPU that queued the packet: no hashing, but one
+    /// flow can be spread over queues and re-injected out of order when its sender moves
+    /// between CPUs).
+    pub fn spread(mut self, spread: Spread) -> Self {
+        self.spread = spread;
         self
     }
 
@@ -772,7 +787,7 @@ impl Handle {
                                     num: first,
                                     total: nq,
                                     bypass: false,
-                                    cpu_fanout: true,
+                                    spread: o.spread,
                                 }
                             },
                         }

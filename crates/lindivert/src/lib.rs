@@ -112,5 +112,5 @@ pub mod sys;
 mod wait;
 
 pub use error::Error;
-pub use handle::{Handle, OpenOptions, QueueRef, Stats, Verdict};
+pub use handle::{Handle, OpenOptions, QueueRef, Spread, Stats, Verdict};
 pub use lindivert_core::{Address, Flags, Layer, Param, Shutdown};

@@ -109,20 +109,38 @@ pub enum Action {
     },
     /// An nftables drop verdict.
     Drop,
-    /// The compat `NFQUEUE` target, rev 3, spreading packets over `total` queues from
-    /// `num` on: by the CPU that handles the packet (`NFQ_FLAG_CPU_FANOUT`) or, without
-    /// `cpu_fanout`, by a hash of the flow.
+    /// Queue to one of `total` queues from `num` on, chosen as `spread` says.
     QueueRange {
         /// The first queue number.
         num: u16,
-        /// How many queues (`queues_total`).
+        /// How many queues.
         total: u16,
         /// `NFQ_FLAG_BYPASS`: accept when no reader is bound.
         bypass: bool,
-        /// `NFQ_FLAG_CPU_FANOUT`.
-        cpu_fanout: bool,
+        /// How the queue is chosen.
+        spread: Spread,
     },
 }
+
+/// How an [`Action::QueueRange`] chooses the queue of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Spread {
+    /// By flow: nftables' symmetric hash (`symhash`: addresses and, for TCP/UDP/SCTP, ports;
+    /// both directions alike) modulo the number of queues, so every packet of a connection
+    /// goes to the same queue and stays in order. The base chain jumps to the regular chain
+    /// [`FAN_CHAIN`], one rule per queue (each rule but the last hashes again: one hash per
+    /// packet for 2 queues, about n/2 for n).
+    #[default]
+    Flow,
+    /// By the CPU that handles the packet (the compat `NFQUEUE` target's
+    /// `NFQ_FLAG_CPU_FANOUT`): no hashing and cache-local, but the packets of one flow whose
+    /// sender moves between CPUs land in different queues and can be re-injected out of
+    /// order.
+    Cpu,
+}
+
+/// The regular chain that spreads packets over queues by flow ([`Spread::Flow`]).
+pub const FAN_CHAIN: &str = "fan";
 
 /// One base chain of the owner table.
 #[derive(Debug, Clone)]
@@ -212,6 +230,28 @@ fn nfqueue_target(b: &mut MsgBuilder, num: u16, bypass: bool) {
     nfqueue_target_range(b, num, 1, bypass, false)
 }
 
+/// `jump chain`.
+fn jump(b: &mut MsgBuilder, chain: &str) {
+    expr_begin(b, "immediate");
+    b.put_be32(1, 0); // NFTA_IMMEDIATE_DREG = NFT_REG_VERDICT
+    b.nest_begin(2); // NFTA_IMMEDIATE_DATA
+    b.nest_begin(2); // NFTA_DATA_VERDICT
+    b.put_be32(1, NFT_JUMP as u32); // NFTA_VERDICT_CODE
+    b.put_str(2, chain); // NFTA_VERDICT_CHAIN
+    b.nest_end();
+    b.nest_end();
+    expr_end(b);
+}
+
+/// `symhash mod modulus` into REG1 (a host-order u32, 0..modulus).
+fn symhash(b: &mut MsgBuilder, modulus: u32) {
+    expr_begin(b, "hash");
+    b.put_be32(2, REG1); // NFTA_HASH_DREG
+    b.put_be32(4, modulus); // NFTA_HASH_MODULUS
+    b.put_be32(7, 1); // NFTA_HASH_TYPE = NFT_HASH_SYM
+    expr_end(b);
+}
+
 fn nfqueue_target_range(b: &mut MsgBuilder, num: u16, total: u16, bypass: bool, fanout: bool) {
     expr_begin(b, "target");
     b.put_str(1, "NFQUEUE"); // NFTA_TARGET_NAME
@@ -241,6 +281,7 @@ fn bpf_match_fd(b: &mut MsgBuilder, fd: RawFd) {
 
 const NF_DROP: i32 = 0;
 const NF_ACCEPT: i32 = 1;
+const NFT_JUMP: i32 = -3;
 const META_MARK: u32 = 3;
 const META_IIF: u32 = 4;
 const META_L4PROTO: u32 = 16;
@@ -296,6 +337,49 @@ impl OwnerTable {
         let b = batch.msg(NFT_MSG_NEWTABLE, NLM_F_CREATE, NFPROTO_INET, "NEWTABLE");
         b.put_str(1, name).put_be32(2, NFT_TABLE_F_OWNER);
         batch.end_msg();
+        // Spread::Flow: the regular chain the base chains jump to, before them (a jump
+        // must name an existing chain); one per table, so one set of queues per table
+        let fans: Vec<(u16, u16, bool)> = chains
+            .iter()
+            .filter_map(|c| match c.action {
+                Action::QueueRange {
+                    num,
+                    total,
+                    bypass,
+                    spread: Spread::Flow,
+                } if total > 1 => Some((num, total, bypass)),
+                _ => None,
+            })
+            .collect();
+        if let Some(&(num, total, bypass)) = fans.first() {
+            if fans.iter().any(|f| *f != (num, total, bypass)) {
+                return Err(NlError {
+                    errno: libc::EINVAL,
+                    what: "one flow-spread queue range per table".into(),
+                });
+            }
+            let b = batch.msg(NFT_MSG_NEWCHAIN, NLM_F_CREATE, NFPROTO_INET, "NEWCHAIN fan");
+            b.put_str(1, name).put_str(3, FAN_CHAIN);
+            batch.end_msg();
+            for i in 0..total {
+                let b = batch.msg(
+                    NFT_MSG_NEWRULE,
+                    NLM_F_CREATE | NLM_F_APPEND,
+                    NFPROTO_INET,
+                    "NEWRULE fan (hash, queue)",
+                );
+                b.put_str(1, name).put_str(2, FAN_CHAIN);
+                b.nest_begin(4);
+                // the last rule takes what is left
+                if i + 1 < total {
+                    symhash(b, u32::from(total));
+                    cmp(b, 0, &u32::from(i).to_ne_bytes());
+                }
+                nfqueue_target(b, num + i, bypass);
+                b.nest_end();
+                batch.end_msg();
+            }
+        }
         for c in chains {
             let chain = c.hook.chain_name();
             let b = batch.msg(NFT_MSG_NEWCHAIN, NLM_F_CREATE, NFPROTO_INET, "NEWCHAIN");
@@ -352,11 +436,16 @@ impl OwnerTable {
                         match action {
                             Action::Queue { num, bypass } => nfqueue_target(b, num, bypass),
                             Action::QueueRange {
+                                total,
+                                spread: Spread::Flow,
+                                ..
+                            } if total > 1 => jump(b, FAN_CHAIN),
+                            Action::QueueRange {
                                 num,
                                 total,
                                 bypass,
-                                cpu_fanout,
-                            } => nfqueue_target_range(b, num, total, bypass, cpu_fanout),
+                                spread,
+                            } => nfqueue_target_range(b, num, total, bypass, spread == Spread::Cpu),
                             Action::Drop => verdict(b, NF_DROP),
                         }
                     }),

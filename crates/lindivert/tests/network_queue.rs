@@ -300,3 +300,105 @@ fn held_packets_raise_the_kernel_limit_and_none_is_lost() {
     assert_eq!(got.len(), N);
     assert_eq!(got[N - 1], format!("held-{:04}", N - 1).into_bytes());
 }
+
+/// Reads both queues of `h` until `stop`, accepting everything; returns, per queue, the
+/// client-side UDP port of every packet (source port outbound, destination port inbound).
+fn client_ports_per_queue(h: &Handle, stop: &AtomicBool) -> Vec<Vec<u16>> {
+    std::thread::scope(|s| {
+        let readers: Vec<_> = h
+            .split()
+            .into_iter()
+            .map(|q| {
+                s.spawn(move || {
+                    let mut ports = Vec::new();
+                    while !stop.load(Ordering::Acquire) {
+                        let r = q.recv_with(64, Some(Duration::from_millis(20)), |pkt, addr| {
+                            let ihl = usize::from(pkt[0] & 0x0f) * 4;
+                            let at = if addr.outbound { ihl } else { ihl + 2 };
+                            ports.push(u16::from_be_bytes([pkt[at], pkt[at + 1]]));
+                            lindivert::Verdict::Accept
+                        });
+                        match r {
+                            Ok(_) | Err(Error::Timeout) => {}
+                            Err(e) => panic!("recv_with: {e}"),
+                        }
+                    }
+                    ports
+                })
+            })
+            .collect();
+        readers.into_iter().map(|r| r.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn flow_spread_keeps_each_connection_in_one_queue() {
+    require_root!();
+    let pair = Pair::new();
+    let _echo = Echo::start(&pair.b, 5570);
+    let to = SocketAddr::from((pair.b_ip, 5570));
+    let h = open_in(
+        &pair,
+        OpenOptions::new("udp.DstPort == 5570 or udp.SrcPort == 5570").queues(2),
+    );
+    assert_eq!(h.split().len(), 2);
+    let stop = AtomicBool::new(false);
+    let (per_queue, replies) = std::thread::scope(|s| {
+        let reader = s.spawn(|| client_ports_per_queue(&h, &stop));
+        // 24 flows (each exchange binds its own socket: its own source port), 3 round trips
+        let replies: Vec<usize> = (0..24)
+            .map(|i| {
+                udp_exchange(
+                    &pair.a,
+                    to,
+                    tagged(3, b'F', &format!("f{i}")),
+                    Duration::from_secs(2),
+                )
+                .len()
+            })
+            .collect();
+        stop.store(true, Ordering::Release);
+        (reader.join().unwrap(), replies)
+    });
+    assert!(
+        replies.iter().all(|&n| n == 3),
+        "replies per flow: {replies:?}"
+    );
+    let mut seen = std::collections::HashMap::<u16, (usize, usize)>::new();
+    for (qi, ports) in per_queue.iter().enumerate() {
+        for &p in ports {
+            let e = seen.entry(p).or_insert((qi, 0));
+            assert_eq!(e.0, qi, "flow of port {p} seen in queues {} and {qi}", e.0);
+            e.1 += 1;
+        }
+    }
+    assert_eq!(seen.len(), 24, "{seen:?}");
+    assert!(
+        seen.values().all(|&(_, n)| n == 6),
+        "3 out + 3 in per flow: {seen:?}"
+    );
+    // 24 flows all in one queue would be a 1 in 2^23 chance: the hash spreads them
+    assert!(
+        per_queue.iter().all(|ports| !ports.is_empty()),
+        "flows per queue: {:?}",
+        per_queue.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+
+    // by CPU: traffic flows too (which queue a packet takes depends on the CPU)
+    drop(h);
+    let h = open_in(
+        &pair,
+        OpenOptions::new("udp.DstPort == 5570 or udp.SrcPort == 5570")
+            .queues(2)
+            .spread(lindivert::Spread::Cpu),
+    );
+    let stop = AtomicBool::new(false);
+    let (per_queue, replies) = std::thread::scope(|s| {
+        let reader = s.spawn(|| client_ports_per_queue(&h, &stop));
+        let r = udp_exchange(&pair.a, to, tagged(5, b'G', "g"), Duration::from_secs(2));
+        stop.store(true, Ordering::Release);
+        (reader.join().unwrap(), r)
+    });
+    assert_eq!(replies.len(), 5);
+    assert_eq!(per_queue.iter().map(Vec::len).sum::<usize>(), 10);
+}
