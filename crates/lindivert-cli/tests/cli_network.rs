@@ -284,6 +284,7 @@ fn passthru_duration_and_bad_filter() {
     for (opt, value, says) in [
         ("--busy-poll", "20000", "--busy-poll 20000: at most 10000"),
         ("--work-us", "2000000", "--work-us 2000000: at most 1000000"),
+        ("--spread", "both", "--spread both: `flow` (by connection, default) or `cpu`"),
     ] {
         let out = Command::new(BIN)
             .args(["passthru", opt, value, "--netns", &pair.a.name])
