@@ -181,11 +181,16 @@ fn netfilter_refuses_tcp_with_rst_and_udp_with_icmp() {
 #[test]
 fn passthru_keeps_traffic_flowing_and_counts() {
     require_root!();
-    // in place (recv_with), copied out and back (--copy) with busy-poll, and with 3 ms of
+    // in place (recv_with), copied out and back (--copy) with busy-poll and the queues
+    // spread by CPU, and with 3 ms of
     // work per packet (--work-us: each of the 20 sequential exchanges crosses the divert twice)
     for (port, extra, at_least) in [
         (7600u16, &[][..], Duration::ZERO),
-        (7601, &["--copy", "--busy-poll", "200"][..], Duration::ZERO),
+        (
+            7601,
+            &["--copy", "--busy-poll", "200", "--spread", "cpu"][..],
+            Duration::ZERO,
+        ),
         (7602, &["--work-us", "3000"][..], Duration::from_millis(120)),
     ] {
         let pair = Pair::new();
@@ -284,7 +289,11 @@ fn passthru_duration_and_bad_filter() {
     for (opt, value, says) in [
         ("--busy-poll", "20000", "--busy-poll 20000: at most 10000"),
         ("--work-us", "2000000", "--work-us 2000000: at most 1000000"),
-        ("--spread", "both", "--spread both: `flow` (by connection, default) or `cpu`"),
+        (
+            "--spread",
+            "both",
+            "--spread both: `flow` (by connection, default) or `cpu`",
+        ),
     ] {
         let out = Command::new(BIN)
             .args(["passthru", opt, value, "--netns", &pair.a.name])
