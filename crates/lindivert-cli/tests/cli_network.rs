@@ -181,9 +181,9 @@ fn netfilter_refuses_tcp_with_rst_and_udp_with_icmp() {
 #[test]
 fn passthru_keeps_traffic_flowing_and_counts() {
     require_root!();
-    // in place (recv_with), copied out and back (--copy) with busy-poll and the queues
-    // spread by CPU, and with 3 ms of
-    // work per packet (--work-us: each of the 20 sequential exchanges crosses the divert twice)
+    // in place (recv_with); copied out and back (--copy) with busy-poll and the queues
+    // spread by CPU; with 3 ms of work per packet (--work-us: each of the 20 sequential
+    // exchanges crosses the divert twice)
     for (port, extra, at_least) in [
         (7600u16, &[][..], Duration::ZERO),
         (
