@@ -313,8 +313,13 @@ fn client_ports_per_queue(h: &Handle, stop: &AtomicBool) -> Vec<Vec<u16>> {
                     let mut ports = Vec::new();
                     while !stop.load(Ordering::Acquire) {
                         let r = q.recv_with(64, Some(Duration::from_millis(20)), |pkt, addr| {
-                            let ihl = usize::from(pkt[0] & 0x0f) * 4;
-                            let at = if addr.outbound { ihl } else { ihl + 2 };
+                            // IPv4's header length, or IPv6's fixed 40 bytes (no extensions)
+                            let hl = if pkt[0] >> 4 == 6 {
+                                40
+                            } else {
+                                usize::from(pkt[0] & 0x0f) * 4
+                            };
+                            let at = if addr.outbound { hl } else { hl + 2 };
                             ports.push(u16::from_be_bytes([pkt[at], pkt[at + 1]]));
                             lindivert::Verdict::Accept
                         });
@@ -345,18 +350,34 @@ fn flow_spread_keeps_each_connection_in_one_queue() {
     let stop = AtomicBool::new(false);
     let (per_queue, replies) = std::thread::scope(|s| {
         let reader = s.spawn(|| client_ports_per_queue(&h, &stop));
-        // 24 flows (each exchange binds its own socket: its own source port), 3 round trips
-        let replies: Vec<usize> = (0..24)
-            .map(|i| {
-                udp_exchange(
-                    &pair.a,
-                    to,
-                    tagged(3, b'F', &format!("f{i}")),
-                    Duration::from_secs(2),
-                )
-                .len()
-            })
-            .collect();
+        // 24 flows, 16 IPv4 and 8 IPv6: 24 dual-stack sockets bound at once (so 24 distinct
+        // source ports), 3 round trips each
+        let replies: Vec<usize> = pair.a.run(|| {
+            let socks: Vec<std::net::UdpSocket> = (0..24)
+                .map(|_| std::net::UdpSocket::bind("[::]:0").unwrap())
+                .collect();
+            let mut buf = [0u8; 256];
+            let mut replies = Vec::new();
+            for (i, sock) in socks.iter().enumerate() {
+                sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let dst = if i < 16 {
+                    SocketAddr::from((pair.b_ip.to_ipv6_mapped(), 5570))
+                } else {
+                    SocketAddr::from((pair.b_ip6, 5570))
+                };
+                let mut ok = 0;
+                for k in 0..3 {
+                    let msg = format!("f{i}-{k}");
+                    sock.send_to(msg.as_bytes(), dst).unwrap();
+                    if matches!(sock.recv_from(&mut buf), Ok((n, _)) if &buf[..n] == msg.as_bytes())
+                    {
+                        ok += 1;
+                    }
+                }
+                replies.push(ok);
+            }
+            replies
+        });
         stop.store(true, Ordering::Release);
         (reader.join().unwrap(), replies)
     });
