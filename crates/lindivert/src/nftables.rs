@@ -128,8 +128,8 @@ pub enum Spread {
     /// By flow: nftables' symmetric hash (`symhash`: addresses and, for TCP/UDP/SCTP, ports;
     /// both directions alike) modulo the number of queues, so every packet of a connection
     /// goes to the same queue and stays in order. The base chain jumps to the regular chain
-    /// [`FAN_CHAIN`], one rule per queue (each rule but the last hashes again: one hash per
-    /// packet for 2 queues, about n/2 for n).
+    /// [`FAN_CHAIN`], the root of a binary tree of chains over the hash values (one hash per
+    /// level: one for 2 queues, ⌈log2 n⌉ for n).
     #[default]
     Flow,
     /// By the CPU that handles the packet (the compat `NFQUEUE` target's
@@ -303,6 +303,56 @@ fn encode_match(b: &mut MsgBuilder, m: &Match) {
 /// Writes the expressions of one rule.
 type RuleBody<'a> = Box<dyn Fn(&mut MsgBuilder) + 'a>;
 
+/// The chain `chain` that sends each packet to queue `num + symhash mod total`, for hash
+/// values in `lo..hi`: a binary tree of regular chains (children first: a jump must name an
+/// existing chain), so a packet is hashed once per level, ⌈log2 total⌉ times in all.
+#[allow(clippy::too_many_arguments)]
+fn fan_tree(
+    batch: &mut Batch,
+    table: &str,
+    chain: &str,
+    lo: u16,
+    hi: u16,
+    num: u16,
+    total: u16,
+    bypass: bool,
+) {
+    let mid = lo + (hi - lo) / 2;
+    let child = |a: u16, b: u16| (b - a > 1).then(|| format!("fan{a}_{b}"));
+    let (left, right) = (child(lo, mid), child(mid, hi));
+    for (c, a, b) in [(&left, lo, mid), (&right, mid, hi)] {
+        if let Some(c) = c {
+            fan_tree(batch, table, c, a, b, num, total, bypass);
+        }
+    }
+    let b = batch.msg(NFT_MSG_NEWCHAIN, NLM_F_CREATE, NFPROTO_INET, "NEWCHAIN fan");
+    b.put_str(1, table).put_str(3, chain);
+    batch.end_msg();
+    // hash < mid: the left half; else the right half
+    for (first, next, a) in [(true, &left, lo), (false, &right, mid)] {
+        let b = batch.msg(
+            NFT_MSG_NEWRULE,
+            NLM_F_CREATE | NLM_F_APPEND,
+            NFPROTO_INET,
+            "NEWRULE fan (hash, queue)",
+        );
+        b.put_str(1, table).put_str(2, chain);
+        b.nest_begin(4);
+        if first {
+            symhash(b, u32::from(total));
+            // compare as big-endian bytes (cmp `lt` compares memory)
+            byteorder_hton32(b);
+            cmp(b, 2, &u32::from(mid).to_be_bytes());
+        }
+        match next {
+            Some(c) => jump(b, c),
+            None => nfqueue_target(b, num + a, bypass),
+        }
+        b.nest_end();
+        batch.end_msg();
+    }
+}
+
 /// An owner table and the socket that owns it.
 #[derive(Debug)]
 pub struct OwnerTable {
@@ -358,27 +408,7 @@ impl OwnerTable {
                     what: "one flow-spread queue range per table".into(),
                 });
             }
-            let b = batch.msg(NFT_MSG_NEWCHAIN, NLM_F_CREATE, NFPROTO_INET, "NEWCHAIN fan");
-            b.put_str(1, name).put_str(3, FAN_CHAIN);
-            batch.end_msg();
-            for i in 0..total {
-                let b = batch.msg(
-                    NFT_MSG_NEWRULE,
-                    NLM_F_CREATE | NLM_F_APPEND,
-                    NFPROTO_INET,
-                    "NEWRULE fan (hash, queue)",
-                );
-                b.put_str(1, name).put_str(2, FAN_CHAIN);
-                b.nest_begin(4);
-                // the last rule takes what is left
-                if i + 1 < total {
-                    symhash(b, u32::from(total));
-                    cmp(b, 0, &u32::from(i).to_ne_bytes());
-                }
-                nfqueue_target(b, num + i, bypass);
-                b.nest_end();
-                batch.end_msg();
-            }
+            fan_tree(&mut batch, name, FAN_CHAIN, 0, total, num, total, bypass);
         }
         for c in chains {
             let chain = c.hook.chain_name();

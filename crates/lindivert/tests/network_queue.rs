@@ -336,31 +336,28 @@ fn client_ports_per_queue(h: &Handle, stop: &AtomicBool) -> Vec<Vec<u16>> {
     })
 }
 
-#[test]
-fn flow_spread_keeps_each_connection_in_one_queue() {
-    require_root!();
-    let pair = Pair::new();
-    let _echo = Echo::start(&pair.b, 5570);
-    let to = SocketAddr::from((pair.b_ip, 5570));
+/// `flows` UDP flows (2/3 IPv4, 1/3 IPv6) through a handle with `queues` queues spread by
+/// flow, 3 round trips each: every flow, both directions, in exactly one queue, and every
+/// queue used.
+fn check_flow_spread(pair: &Pair, queues: u16, flows: usize) {
     let h = open_in(
-        &pair,
-        OpenOptions::new("udp.DstPort == 5570 or udp.SrcPort == 5570").queues(2),
+        pair,
+        OpenOptions::new("udp.DstPort == 5570 or udp.SrcPort == 5570").queues(queues),
     );
-    assert_eq!(h.split().len(), 2);
+    assert_eq!(h.split().len(), usize::from(queues));
     let stop = AtomicBool::new(false);
     let (per_queue, replies) = std::thread::scope(|s| {
         let reader = s.spawn(|| client_ports_per_queue(&h, &stop));
-        // 24 flows, 16 IPv4 and 8 IPv6: 24 dual-stack sockets bound at once (so 24 distinct
-        // source ports), 3 round trips each
+        // dual-stack sockets all bound at once: distinct source ports
         let replies: Vec<usize> = pair.a.run(|| {
-            let socks: Vec<std::net::UdpSocket> = (0..24)
+            let socks: Vec<std::net::UdpSocket> = (0..flows)
                 .map(|_| std::net::UdpSocket::bind("[::]:0").unwrap())
                 .collect();
             let mut buf = [0u8; 256];
             let mut replies = Vec::new();
             for (i, sock) in socks.iter().enumerate() {
                 sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                let dst = if i < 16 {
+                let dst = if i % 3 < 2 {
                     SocketAddr::from((pair.b_ip.to_ipv6_mapped(), 5570))
                 } else {
                     SocketAddr::from((pair.b_ip6, 5570))
@@ -383,7 +380,7 @@ fn flow_spread_keeps_each_connection_in_one_queue() {
     });
     assert!(
         replies.iter().all(|&n| n == 3),
-        "replies per flow: {replies:?}"
+        "{queues} queues, replies per flow: {replies:?}"
     );
     let mut seen = std::collections::HashMap::<u16, (usize, usize)>::new();
     for (qi, ports) in per_queue.iter().enumerate() {
@@ -393,20 +390,30 @@ fn flow_spread_keeps_each_connection_in_one_queue() {
             e.1 += 1;
         }
     }
-    assert_eq!(seen.len(), 24, "{seen:?}");
+    assert_eq!(seen.len(), flows, "{seen:?}");
     assert!(
         seen.values().all(|&(_, n)| n == 6),
         "3 out + 3 in per flow: {seen:?}"
     );
-    // 24 flows all in one queue would be a 1 in 2^23 chance: the hash spreads them
+    // a queue left without any flow: at most 5 × (4/5)^60 ≈ 1e-5 for the sizes used here
     assert!(
         per_queue.iter().all(|ports| !ports.is_empty()),
-        "flows per queue: {:?}",
+        "{queues} queues, packets per queue: {:?}",
         per_queue.iter().map(Vec::len).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn flow_spread_keeps_each_connection_in_one_queue() {
+    require_root!();
+    let pair = Pair::new();
+    let _echo = Echo::start(&pair.b, 5570);
+    let to = SocketAddr::from((pair.b_ip, 5570));
+    // 2 queues: one hash; 5: a tree of chains, uneven halves (2 + 3)
+    check_flow_spread(&pair, 2, 24);
+    check_flow_spread(&pair, 5, 60);
 
     // by CPU: traffic flows too (which queue a packet takes depends on the CPU)
-    drop(h);
     let h = open_in(
         &pair,
         OpenOptions::new("udp.DstPort == 5570 or udp.SrcPort == 5570")
