@@ -25,7 +25,8 @@
 #
 # Environment: LDBENCH_ROUNDS (default 3, --quick 1), LDBENCH_THREADS (lindivert --threads
 # values, default "1"), LDBENCH_LINDIVERT (binary to use instead of building), LDBENCH_NO_BUILD=1
-# (use target/release/lindivert as it is), LDBENCH_SETUPS (subset, e.g. "none nfq").
+# (use target/release/lindivert as it is), LDBENCH_SETUPS (subset, e.g. "none nfq"),
+# LDBENCH_WORKLOADS (subset of "tcp udp rtt udpw", e.g. "rtt").
 set -euo pipefail
 
 # The whole script is one function, parsed before it runs, so editing this file cannot disturb
@@ -38,7 +39,7 @@ quick=0
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "usage: bash bench/network.sh [--quick]" >&2; exit 2 ;;
   esac
 done
@@ -58,6 +59,7 @@ pings=10000
 # measures 3 fresh starts and reports the median of all starts.
 rtt_starts=3
 threads_list="${LDBENCH_THREADS:-1}"
+workloads="${LDBENCH_WORKLOADS:-tcp udp rtt udpw}"
 # Thread scaling (the *-work rows): the divert spends $work_us us of its own CPU on each packet
 # (passthru --work-us, a stand-in for an application's per-packet work), fed by $udpw_senders
 # flood processes of $udpw_flows flows (source ports) each, so the divert, not the kernel path
@@ -377,8 +379,12 @@ for r in $(seq "$rounds"); do
     printf '   round %d/%d  %-22s' "$r" "$rounds" "$s"
     ns_up
     case "$s" in
-      *-work) run_udpw "$r" "$s" ;;
-      *) run_tcp "$r" "$s"; run_udp "$r" "$s"; run_rtt "$r" "$s" ;;
+      *-work) case " $workloads " in *" udpw "*) run_udpw "$r" "$s" ;; esac ;;
+      *)
+        case " $workloads " in *" tcp "*) run_tcp "$r" "$s" ;; esac
+        case " $workloads " in *" udp "*) run_udp "$r" "$s" ;; esac
+        case " $workloads " in *" rtt "*) run_rtt "$r" "$s" ;; esac
+        ;;
     esac
     awk -F'\t' -v r="$r" -v s="$s" '$1==r && $2==s && ($3=="tcp_gbps"||$3=="udp_delivered_pps"||$3=="rtt_med_us"||$3=="udpw_delivered_pps") {printf " %s=%s", $3, $4}' "$results"
     echo

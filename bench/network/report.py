@@ -99,6 +99,8 @@ def ratio(v, ref):
 
 
 def table(title, key, unit, fmt, higher_better, extra_cols=None):
+    if not any(key in r for r in rows.values()):
+        return  # workload not run (LDBENCH_WORKLOADS)
     print(title)
     hdr = f"  {'setup':44} {unit:>10}  {'vs none':>7} {'vs NFQ':>7} {'vs eBPF':>7}"
     if multi:
@@ -110,7 +112,7 @@ def table(title, key, unit, fmt, higher_better, extra_cols=None):
         if s in unavailable:
             print(f"  {label(s):44} lindivert: not available ({unavailable[s]})")
             continue
-        if s not in rows:
+        if s not in rows or key not in rows[s]:
             continue
         v = med(s, key)
         rn, re_ = refs(s)
