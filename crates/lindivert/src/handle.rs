@@ -416,6 +416,24 @@ impl QState {
         self.release(i);
     }
 
+    /// The receive buffers the next read offers: the first `lend` free ones (their slots, and
+    /// how many), after evicting copies if none is free.
+    fn lendable(&mut self) -> ([u16; SLOTS], usize) {
+        if self.refs.iter().all(|&r| r > 0) {
+            self.evict();
+        }
+        let mut idx = [0u16; SLOTS];
+        let mut n = 0;
+        for (slot, _) in self.refs.iter().enumerate().filter(|(_, &r)| r == 0) {
+            if n == self.lend {
+                break;
+            }
+            idx[n] = slot as u16;
+            n += 1;
+        }
+        (idx, n)
+    }
+
     /// A read filled `n` receive buffers: the next one offers twice as many (`LEND_MIN..=SLOTS`).
     fn read_filled(&mut self, n: usize) {
         self.lend = (2 * n).clamp(LEND_MIN, SLOTS);
@@ -1352,21 +1370,7 @@ impl Inner {
     /// receive buffers, parse in place, classify. Verdicts wait in `st.verdicts`. Returns
     /// the number of datagrams read.
     fn pump(&self, qi: usize, q: &QueueCtx, st: &mut QState) -> Result<usize, Error> {
-        if st.refs.iter().all(|&r| r > 0) {
-            st.evict();
-        }
-        // the first `lend` free buffers
-        let mut idx = [0u16; SLOTS];
-        let mut nfree = 0;
-        for (i, &r) in st.refs.iter().enumerate() {
-            if nfree == st.lend {
-                break;
-            }
-            if r == 0 {
-                idx[nfree] = i as u16;
-                nfree += 1;
-            }
-        }
+        let (idx, nfree) = st.lendable();
         let QState {
             bufs, refs, lens, ..
         } = &mut *st;
@@ -1401,24 +1405,13 @@ impl Inner {
         now: &mut i64,
     ) -> Result<MutexGuard<'a, QState>, Error> {
         st.flush(q.queue.socket(), self.sniff())?;
-        if st.refs.iter().all(|&r| r > 0) {
-            st.evict();
-        }
+        let (idx, n) = st.lendable();
         let mut lent = std::mem::take(&mut st.lent);
         lent.clear();
-        let mut idx = [0u16; SLOTS];
-        let want = st.lend;
-        for slot in 0..SLOTS {
-            if lent.len() == want {
-                break;
-            }
-            if st.refs[slot] == 0 {
-                st.refs[slot] = LENT;
-                idx[lent.len()] = slot as u16;
-                lent.push(std::mem::take(&mut st.bufs[slot]));
-            }
+        for &slot in &idx[..n] {
+            st.refs[slot as usize] = LENT;
+            lent.push(std::mem::take(&mut st.bufs[slot as usize]));
         }
-        let n = lent.len();
         if n == 0 {
             st.lent = lent;
             return Ok(st);
