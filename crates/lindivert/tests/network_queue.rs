@@ -301,8 +301,9 @@ fn held_packets_raise_the_kernel_limit_and_none_is_lost() {
     assert_eq!(got[N - 1], format!("held-{:04}", N - 1).into_bytes());
 }
 
-/// Reads both queues of `h` until `stop`, accepting everything; returns, per queue, the
-/// client-side UDP port of every packet (source port outbound, destination port inbound).
+/// Reads every queue of `h` (a thread each) until `stop`, accepting everything; returns,
+/// per queue, the client-side UDP port of every packet (source port outbound, destination
+/// port inbound).
 fn client_ports_per_queue(h: &Handle, stop: &AtomicBool) -> Vec<Vec<u16>> {
     std::thread::scope(|s| {
         let readers: Vec<_> = h
