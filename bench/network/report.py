@@ -43,6 +43,11 @@ def nfail(setup, key):
     return sum(1 for v in rows.get(setup, {}).get(key, []) if v is None or v != v)
 
 
+def threads_of(setup):
+    """The --threads of a lindivert setup name (lindivert-tN...)."""
+    return int(setup.split("-t", 1)[1].split("-", 1)[0])
+
+
 def label(setup):
     names = {
         "none": "(a) no divert",
@@ -55,7 +60,7 @@ def label(setup):
     if setup in names:
         return names[setup]
     if setup.startswith("lindivert"):
-        n = setup.split("-t", 1)[1].split("-", 1)[0]
+        n = threads_of(setup)
         if setup.endswith("-nomatch"):
             return f"(d) lindivert \"udp.DstPort == 9\" t{n}"
         extra = ""
@@ -77,7 +82,7 @@ def is_work(setup):
 
 
 work_setups = sorted((s for s in set(rows) | set(unavailable) if is_work(s)),
-                     key=lambda s: int(s.split("-t", 1)[1].split("-", 1)[0]))
+                     key=threads_of)
 all_setups = ["none", "nfq", "ebpf", "ebpf-b64"]
 extra = sorted(s for s in set(rows) | set(unavailable)
                if s.startswith("lindivert") and not s.endswith("-nomatch") and not is_work(s))
@@ -195,10 +200,6 @@ if any("udp_delivered_pps" in r for r in rows.values()):
 print()
 
 
-def threads_of(setup):
-    return int(setup.split("-t", 1)[1].split("-", 1)[0])
-
-
 if work_setups:
     print(f"Thread scaling: UDP 64-byte payloads from {senders} flows (processes x sockets), {udp_secs} s, through"
           f" passthru --work-us {work_us} --batch 64 ({work_us} us of the divert's own CPU per packet)")
@@ -269,7 +270,7 @@ if lind:
             print(f"  {label(s):44} {check(med(s, 'tcp_gbps'), med('none', 'tcp_gbps'), 0.95):>10}"
                   f" {check(med(s, 'udp_delivered_pps'), med('none', 'udp_delivered_pps'), 0.95):>10}"
                   f" {check(med(s, 'rtt_med_us'), med('none', 'rtt_med_us'), 1.05, higher=False):>10}")
-    ts = sorted({s.split("-t", 1)[1].split("-", 1)[0] for s in lind})
+    ts = sorted({threads_of(s) for s in lind})
     if len(ts) > 1:
         base = f"lindivert-t{ts[0]}"
         for t in ts[1:]:
