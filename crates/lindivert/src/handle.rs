@@ -929,8 +929,12 @@ impl Handle {
 
     /// Zero-copy receive: wait (up to `timeout`; `None` = forever) for the first packet,
     /// then show up to `max` (≤ 255) waiting packets to `f` one by one, in place in the
-    /// receive buffers, and apply the [`Verdict`] it returns for each (all verdicts of one
-    /// call go to the kernel in one message). Returns how many packets `f` saw.
+    /// receive buffers, and apply the [`Verdict`] it returns for each. Returns how many
+    /// packets `f` saw. The verdicts go to the kernel in one message once no received
+    /// packet is left waiting for `f` (or 64 verdicts are pending): a loop that takes one
+    /// packet per call sends one message per read of the queue, not one per packet; if the
+    /// application stops calling while packets still wait, the handle's worker sends the
+    /// given verdicts a few milliseconds later.
     ///
     /// This is `recv` + `send` without copying the packet out and back or comparing it with
     /// its original: for 64 KB GSO packets that is most of the user-space cost. `f` may
@@ -1670,11 +1674,17 @@ impl Inner {
             Sink::Copy { buf, addrs } => self.deliver(st, buf, addrs, max),
             Sink::Visit(f) => Ok(self.visit(qi, st, &mut **f, max)),
         };
-        // Copy: not when the last buffered packet is delivered: its own send follows (as a
-        // rule at once) and takes the held-back verdicts along (else the next recv, or the
-        // worker once the application is idle, sends them). Visit: the verdicts are given.
-        let visited = matches!(sink, Sink::Visit(_)) && st.flush_due();
-        if pumped || visited || st.flush_full() || r.is_err() {
+        // Copy: after a read (what it accepted or dropped at once goes out), not when the
+        // last buffered packet is delivered: its own send follows (as a rule at once) and
+        // takes the held-back verdicts along (else the next recv, or the worker once the
+        // application is idle, sends them). Visit: the verdicts are given; they go out once
+        // nothing buffered is left (or enough wait), not after the first packet of a read
+        // (one sendmsg per read instead of two when the application takes one at a time).
+        let due = match sink {
+            Sink::Copy { .. } => pumped || st.flush_full(),
+            Sink::Visit(_) => st.flush_due(),
+        };
+        if due || r.is_err() {
             st.flush(q.queue.socket(), sniff)?;
         }
         self.fit_maxlen(q, st);
