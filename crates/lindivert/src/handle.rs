@@ -39,7 +39,8 @@
 //! the messages are parsed in place and each payload is copied once, straight into the
 //! caller's buffer. Verdicts are gathered and sent in one `sendmsg` per round: those of a
 //! `send`/`send_batch` are held back while the application still has received-but-not-yet-
-//! delivered packets to work through (at most 64 verdicts or a few milliseconds), and
+//! delivered packets to work through (at most 64 verdicts, or 200 µs: an application that
+//! takes longer per packet gets each verdict out at once), and
 //! consecutive plain ACCEPTs go out as one `NFQNL_MSG_VERDICT_BATCH`.
 //!
 //! Zero copy: [`Handle::recv_with`] shows the waiting packets to a callback in place, in
@@ -128,6 +129,11 @@ const DIRECT_STEP: Duration = Duration::from_millis(10);
 /// Send held-back verdicts once this many wait (or this many bytes).
 const FLUSH_COUNT: usize = 64;
 const FLUSH_BYTES: usize = 256 * 1024;
+
+/// ... or once the oldest has waited this long (ns): an application that takes its time
+/// per packet (a slow `recv_with` callback, or work between `recv` and `send`) gets its
+/// verdicts out at this pace instead of after the whole burst it works through.
+const HOLD_MAX_NS: i64 = 200_000;
 
 /// Most queues a handle can have (the low bits of a timestamp name the queue).
 pub const MAX_QUEUES: usize = 64;
@@ -338,6 +344,12 @@ struct QState {
     netlink_errors: u64,
     /// The socket's current `SO_RCVTIMEO` (zero: not set yet).
     rcvtimeo: Duration,
+    /// When the verdicts waiting in `verdicts` were first seen waiting (CLOCK_MONOTONIC ns;
+    /// 0: none, or not looked at since the last flush).
+    hold_since: i64,
+    /// When [`QState::held_too_long`] last looked (the time until its next look is
+    /// guessed from the time since this one).
+    last_look: i64,
 }
 
 impl QState {
@@ -363,6 +375,8 @@ impl QState {
             closing: false,
             netlink_errors: 0,
             rcvtimeo: Duration::ZERO,
+            hold_since: 0,
+            last_look: 0,
         }
     }
 
@@ -501,14 +515,49 @@ impl QState {
             return Ok(());
         }
         self.pop_done();
+        self.flush_in_place(sock, sniff)
+    }
+
+    /// [`QState::flush`] without dropping finished entries from the front (the entry
+    /// indices of a running `visit` stay valid).
+    fn flush_in_place(
+        &mut self,
+        sock: &crate::sys::netlink::NetlinkSocket,
+        sniff: bool,
+    ) -> io::Result<()> {
+        self.hold_since = 0;
         let floor = self.floor(sniff);
         self.verdicts.flush_batched(sock, floor)
     }
 
     /// Send held-back verdicts if the application has nothing buffered left to work
-    /// through, or enough wait.
-    fn flush_due(&self) -> bool {
-        !self.verdicts.is_empty() && (self.rx_len == 0 || self.flush_full())
+    /// through, or enough wait, or they have waited too long by `now`.
+    fn flush_due(&mut self, now: i64) -> bool {
+        !self.verdicts.is_empty()
+            && (self.rx_len == 0 || self.flush_full() || self.held_too_long(now))
+    }
+
+    /// [`QState::flush_due`], reading the clock only if the answer depends on it.
+    fn flush_due_now(&mut self) -> bool {
+        !self.verdicts.is_empty()
+            && (self.rx_len == 0 || self.flush_full() || self.held_too_long(monotonic_ns()))
+    }
+
+    /// Whether the waiting verdicts should go out at `now` rather than wait for the next
+    /// look: they have waited [`HOLD_MAX_NS`] by then (counted from when they were first
+    /// seen waiting), taking the time since the previous look as the time until the next
+    /// (an application that takes 1 ms per packet gets each verdict out at once, one that
+    /// takes 1 µs every 200 µs).
+    fn held_too_long(&mut self, now: i64) -> bool {
+        let until_next = now - self.last_look;
+        self.last_look = now;
+        if self.verdicts.is_empty() {
+            return false;
+        }
+        if self.hold_since == 0 {
+            self.hold_since = now;
+        }
+        now + until_next - self.hold_since >= HOLD_MAX_NS
     }
 
     /// Enough held-back verdicts to send them anyway.
@@ -931,10 +980,12 @@ impl Handle {
     /// then show up to `max` (≤ 255) waiting packets to `f` one by one, in place in the
     /// receive buffers, and apply the [`Verdict`] it returns for each. Returns how many
     /// packets `f` saw. The verdicts go to the kernel in one message once no received
-    /// packet is left waiting for `f` (or 64 verdicts are pending): a loop that takes one
-    /// packet per call sends one message per read of the queue, not one per packet; if the
-    /// application stops calling while packets still wait, the handle's worker sends the
-    /// given verdicts a few milliseconds later.
+    /// packet is left waiting for `f`, or 64 verdicts are pending, or before waiting for one
+    /// more callback would hold the oldest back more than 200 µs: a loop that takes one
+    /// packet per call sends one message per read of the queue, not one per packet, and a
+    /// callback that takes 1 ms gets each verdict out as it returns. If the application
+    /// stops calling while packets still wait, the handle's worker sends the given verdicts
+    /// a few milliseconds later.
     ///
     /// This is `recv` + `send` without copying the packet out and back or comparing it with
     /// its original: for 64 KB GSO packets that is most of the user-space cost. `f` may
@@ -1670,9 +1721,11 @@ impl Inner {
             self.pump(qi, q, st)?;
             pumped = true;
         }
+        // the time of the last clock read (a visit reads it while its callbacks run)
+        let mut t_end = now;
         let r = match sink {
             Sink::Copy { buf, addrs } => self.deliver(st, buf, addrs, max),
-            Sink::Visit(f) => Ok(self.visit(qi, st, &mut **f, max)),
+            Sink::Visit(f) => self.visit(qi, st, &mut **f, max, &mut t_end),
         };
         // Copy: after a read (what it accepted or dropped at once goes out), not when the
         // last buffered packet is delivered: its own send follows (as a rule at once) and
@@ -1681,8 +1734,8 @@ impl Inner {
         // nothing buffered is left (or enough wait), not after the first packet of a read
         // (one sendmsg per read instead of two when the application takes one at a time).
         let due = match sink {
-            Sink::Copy { .. } => pumped || st.flush_full(),
-            Sink::Visit(_) => st.flush_due(),
+            Sink::Copy { .. } => pumped || st.flush_full() || st.held_too_long(now),
+            Sink::Visit(_) => st.flush_due(t_end),
         };
         if due || r.is_err() {
             st.flush(q.queue.socket(), sniff)?;
@@ -1699,17 +1752,26 @@ impl Inner {
 
     /// Show waiting packets of queue `qi` to `f` in place (up to `max`) and apply its
     /// verdicts. Returns (packets, packets) like `deliver` returns (bytes, packets).
+    /// `t_end` (the call's clock on entry) becomes the time of the last clock read: while
+    /// verdicts are held, the clock is read after 1, 2, 4, then every 8 packets (after
+    /// every packet once callbacks take a few µs), and the verdicts go out before waiting
+    /// for one more callback would make them older than [`HOLD_MAX_NS`].
     fn visit(
         &self,
         qi: usize,
         st: &mut QState,
         f: &mut dyn FnMut(&mut [u8], &mut Address) -> Verdict,
         max: usize,
-    ) -> (usize, usize) {
-        let qn = self.queues[qi].queue.num();
+        t_end: &mut i64,
+    ) -> Result<(usize, usize), Error> {
+        let q = &self.queues[qi];
+        let qn = q.queue.num();
         let mut count = 0;
         let mut sent = 0u64;
+        // packets since the last clock read, and how many to let pass before the next
+        let (mut since, mut every) = (0usize, 1usize);
         let mut i = st.rx_start;
+        let mut failed = None;
         while count < max && i < st.entries.len() {
             if st.entries[i].done || st.entries[i].delivered {
                 i += 1;
@@ -1783,12 +1845,47 @@ impl Inner {
                 st.finish(i);
             }
             i += 1;
+            if st.verdicts.is_empty() || count >= max || i >= st.entries.len() {
+                // nothing held, or the caller decides next (with `t_end`)
+                continue;
+            }
+            since += 1;
+            if since < every {
+                continue;
+            }
+            let t = monotonic_ns();
+            let prev = std::mem::replace(t_end, t);
+            let per = (t - prev) / since as i64;
+            since = 0;
+            every = if per >= HOLD_MAX_NS / 64 {
+                1
+            } else {
+                (every * 2).min(8)
+            };
+            // verdicts first seen now were given since the previous read
+            if st.hold_since == 0 {
+                st.hold_since = prev;
+            }
+            // one more callback would make the oldest too old: send them now
+            if t + per - st.hold_since >= HOLD_MAX_NS {
+                if let Err(e) = st.flush_in_place(q.queue.socket(), self.sniff()) {
+                    failed = Some(e);
+                    break;
+                }
+            }
         }
         st.rx_start = i;
         if sent > 0 {
             self.sent.fetch_add(sent, Ordering::Relaxed);
         }
-        (count, count)
+        match failed {
+            None => Ok((count, count)),
+            Some(e) => {
+                // the callback saw them
+                self.received.fetch_add(count as u64, Ordering::Relaxed);
+                Err(Error::Io(e))
+            }
+        }
     }
 
     fn recv_into(
@@ -2054,7 +2151,7 @@ impl Inner {
     fn release_queue(&self, cur: &mut Option<(usize, MutexGuard<'_, QState>)>) {
         if let Some((qi, mut st)) = cur.take() {
             let q = &self.queues[qi];
-            if st.flush_due() {
+            if st.flush_due_now() {
                 let _ = st.flush(q.queue.socket(), self.sniff());
             }
             self.fit_maxlen(q, &mut st);
@@ -2087,7 +2184,7 @@ impl Inner {
         let flush = match cur.take() {
             Some((qi, mut st)) => {
                 let q = &self.queues[qi];
-                let r = if st.flush_due() {
+                let r = if st.flush_due_now() {
                     st.flush(q.queue.socket(), self.sniff())
                 } else {
                     Ok(())

@@ -351,3 +351,115 @@ fn busy_poll_receives_and_rejects_bad_values() {
     assert_eq!(n, 1);
     assert_eq!(settle(echo), [b"polled".to_vec()]);
 }
+
+/// A receiver in namespace b on `port`: the arrival time of each datagram, by the number
+/// its payload starts with, until `n` arrived or 5 s passed.
+fn arrivals(pair: &Pair, port: u16, n: usize) -> std::thread::JoinHandle<Vec<Option<Instant>>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = pair.b.spawn(move || {
+        let s = std::net::UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        tx.send(()).unwrap();
+        let mut at = vec![None; n];
+        let mut buf = [0u8; 2048];
+        let end = Instant::now() + Duration::from_secs(5);
+        while at.iter().any(Option::is_none) && Instant::now() < end {
+            if let Ok(k) = s.recv(&mut buf) {
+                let i: usize = String::from_utf8_lossy(&buf[..k])
+                    .split('-')
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(usize::MAX);
+                if i < n && at[i].is_none() {
+                    at[i] = Some(Instant::now());
+                }
+            }
+        }
+        at
+    });
+    rx.recv().unwrap();
+    t
+}
+
+/// `n` numbered datagrams from a to b's `port`, then time for the handle's worker to
+/// buffer them (the application is idle meanwhile).
+fn burst(pair: &Pair, port: u16, n: usize) {
+    let payloads: Vec<Vec<u8>> = (0..n).map(|i| format!("{i}-held").into_bytes()).collect();
+    send_all(pair, port, &payloads);
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+/// A callback that takes 10 ms per packet, over a burst buffered before the call: each
+/// verdict goes out as the callback gives it, not after the whole burst (which held the
+/// first one back for the other 19 callbacks, about 190 ms).
+#[test]
+fn slow_callback_gets_each_verdict_out_without_waiting_for_the_burst() {
+    require_root!();
+    let pair = Pair::new();
+    const N: usize = 20;
+    let rx = arrivals(&pair, 9310, N);
+    let h = open_in(&pair, "outbound and udp.DstPort == 9310", Flags::NONE);
+    burst(&pair, 9310, N);
+    let mut given = vec![None; N];
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen < N && Instant::now() < deadline {
+        match h.recv_with(255, Some(Duration::from_millis(500)), |p, _| {
+            std::thread::sleep(Duration::from_millis(10));
+            let body = String::from_utf8_lossy(udp_payload(p)).to_string();
+            let i: usize = body.split('-').next().unwrap().parse().unwrap();
+            given[i] = Some(Instant::now());
+            Verdict::Accept
+        }) {
+            Ok(n) => seen += n,
+            Err(Error::Timeout) => {}
+            Err(e) => panic!("recv_with: {e}"),
+        }
+    }
+    assert_eq!(seen, N);
+    let at = rx.join().unwrap();
+    for i in 0..N {
+        let (g, a) = (given[i].unwrap(), at[i].expect("every datagram arrives"));
+        let late = a.saturating_duration_since(g);
+        assert!(
+            late < Duration::from_millis(40),
+            "datagram {i} arrived {late:?} after its callback returned"
+        );
+    }
+    assert_eq!((h.stats().received, h.stats().sent), (N as u64, N as u64));
+}
+
+/// The same with `recv`, 3 ms of work, `send` (less than the few milliseconds after which
+/// the handle's worker takes over an idle application's verdicts): each send's verdict goes
+/// out with that send, not when the application has worked through the burst.
+#[test]
+fn slow_application_between_recv_and_send_gets_each_verdict_out() {
+    require_root!();
+    let pair = Pair::new();
+    const N: usize = 30;
+    let rx = arrivals(&pair, 9311, N);
+    let h = open_in(&pair, "outbound and udp.DstPort == 9311", Flags::NONE);
+    burst(&pair, 9311, N);
+    let mut sent_at = vec![None; N];
+    let mut buf = vec![0u8; 2048];
+    for _ in 0..N {
+        let (n, a) = h
+            .recv_timeout(&mut buf, Some(Duration::from_secs(2)))
+            .expect("a buffered datagram");
+        std::thread::sleep(Duration::from_millis(3));
+        let body = String::from_utf8_lossy(udp_payload(&mut buf[..n])).to_string();
+        let i: usize = body.split('-').next().unwrap().parse().unwrap();
+        h.send(&buf[..n], &a).unwrap();
+        sent_at[i] = Some(Instant::now());
+    }
+    let at = rx.join().unwrap();
+    for i in 0..N {
+        let (s, a) = (sent_at[i].unwrap(), at[i].expect("every datagram arrives"));
+        let late = a.saturating_duration_since(s);
+        assert!(
+            late < Duration::from_millis(40),
+            "datagram {i} arrived {late:?} after its send"
+        );
+    }
+}
