@@ -382,12 +382,41 @@ fn arrivals(pair: &Pair, port: u16, n: usize) -> std::thread::JoinHandle<Vec<Opt
     t
 }
 
-/// `n` numbered datagrams from a to b's `port`, then time for the handle's worker to
-/// buffer them (the application is idle meanwhile).
-fn burst(pair: &Pair, port: u16, n: usize) {
+/// A handle on b's `port` with `n` numbered datagrams from a buffered in it (the handle's
+/// worker reads them while the application is idle), and b's [`arrivals`] on that port.
+fn held_burst(
+    port: u16,
+    n: usize,
+) -> (Pair, Handle, std::thread::JoinHandle<Vec<Option<Instant>>>) {
+    let pair = Pair::new();
+    let rx = arrivals(&pair, port, n);
+    let h = open_in(
+        &pair,
+        &format!("outbound and udp.DstPort == {port}"),
+        Flags::NONE,
+    );
     let payloads: Vec<Vec<u8>> = (0..n).map(|i| format!("{i}-held").into_bytes()).collect();
-    send_all(pair, port, &payloads);
+    send_all(&pair, port, &payloads);
     std::thread::sleep(Duration::from_millis(300));
+    (pair, h, rx)
+}
+
+/// The number a datagram of [`held_burst`] carries (`p`: its IPv4 packet).
+fn burst_index(p: &mut [u8]) -> usize {
+    let body = String::from_utf8_lossy(udp_payload(p)).to_string();
+    body.split('-').next().unwrap().parse().unwrap()
+}
+
+/// Every datagram arrived within 40 ms of being `released` (by a callback or a send).
+fn assert_prompt(released: &[Option<Instant>], arrived: &[Option<Instant>], by: &str) {
+    for (i, (r, a)) in released.iter().zip(arrived).enumerate() {
+        let (r, a) = (r.unwrap(), a.expect("every datagram arrives"));
+        let late = a.saturating_duration_since(r);
+        assert!(
+            late < Duration::from_millis(40),
+            "datagram {i} arrived {late:?} after {by}"
+        );
+    }
 }
 
 /// A callback that takes 10 ms per packet, over a burst buffered before the call: each
@@ -396,20 +425,15 @@ fn burst(pair: &Pair, port: u16, n: usize) {
 #[test]
 fn slow_callback_gets_each_verdict_out_without_waiting_for_the_burst() {
     require_root!();
-    let pair = Pair::new();
     const N: usize = 20;
-    let rx = arrivals(&pair, 9310, N);
-    let h = open_in(&pair, "outbound and udp.DstPort == 9310", Flags::NONE);
-    burst(&pair, 9310, N);
+    let (_pair, h, rx) = held_burst(9310, N);
     let mut given = vec![None; N];
     let mut seen = 0;
     let deadline = Instant::now() + Duration::from_secs(5);
     while seen < N && Instant::now() < deadline {
         match h.recv_with(255, Some(Duration::from_millis(500)), |p, _| {
             std::thread::sleep(Duration::from_millis(10));
-            let body = String::from_utf8_lossy(udp_payload(p)).to_string();
-            let i: usize = body.split('-').next().unwrap().parse().unwrap();
-            given[i] = Some(Instant::now());
+            given[burst_index(p)] = Some(Instant::now());
             Verdict::Accept
         }) {
             Ok(n) => seen += n,
@@ -418,15 +442,7 @@ fn slow_callback_gets_each_verdict_out_without_waiting_for_the_burst() {
         }
     }
     assert_eq!(seen, N);
-    let at = rx.join().unwrap();
-    for i in 0..N {
-        let (g, a) = (given[i].unwrap(), at[i].expect("every datagram arrives"));
-        let late = a.saturating_duration_since(g);
-        assert!(
-            late < Duration::from_millis(40),
-            "datagram {i} arrived {late:?} after its callback returned"
-        );
-    }
+    assert_prompt(&given, &rx.join().unwrap(), "its callback returned");
     assert_eq!((h.stats().received, h.stats().sent), (N as u64, N as u64));
 }
 
@@ -436,11 +452,8 @@ fn slow_callback_gets_each_verdict_out_without_waiting_for_the_burst() {
 #[test]
 fn slow_application_between_recv_and_send_gets_each_verdict_out() {
     require_root!();
-    let pair = Pair::new();
     const N: usize = 30;
-    let rx = arrivals(&pair, 9311, N);
-    let h = open_in(&pair, "outbound and udp.DstPort == 9311", Flags::NONE);
-    burst(&pair, 9311, N);
+    let (_pair, h, rx) = held_burst(9311, N);
     let mut sent_at = vec![None; N];
     let mut buf = vec![0u8; 2048];
     for _ in 0..N {
@@ -448,18 +461,9 @@ fn slow_application_between_recv_and_send_gets_each_verdict_out() {
             .recv_timeout(&mut buf, Some(Duration::from_secs(2)))
             .expect("a buffered datagram");
         std::thread::sleep(Duration::from_millis(3));
-        let body = String::from_utf8_lossy(udp_payload(&mut buf[..n])).to_string();
-        let i: usize = body.split('-').next().unwrap().parse().unwrap();
+        let i = burst_index(&mut buf[..n]);
         h.send(&buf[..n], &a).unwrap();
         sent_at[i] = Some(Instant::now());
     }
-    let at = rx.join().unwrap();
-    for i in 0..N {
-        let (s, a) = (sent_at[i].unwrap(), at[i].expect("every datagram arrives"));
-        let late = a.saturating_duration_since(s);
-        assert!(
-            late < Duration::from_millis(40),
-            "datagram {i} arrived {late:?} after its send"
-        );
-    }
+    assert_prompt(&sent_at, &rx.join().unwrap(), "its send");
 }
