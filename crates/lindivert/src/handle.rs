@@ -56,7 +56,10 @@
 //!
 //! Every handle has a worker thread. While the application is busy in `recv`/`send` (it
 //! called one within the last few milliseconds, or waits in `recv`) the worker stays asleep
-//! and the calling thread reads the queue socket itself (no hand-off on the fast path); when the
+//! (napping a few milliseconds at a time, or, while the application waits in `recv` on
+//! every queue and nothing arrives, until a `recv` returns: an idle handle wakes it about
+//! 20 times a second, its `recv`'s own wait steps, not 200) and the calling thread reads
+//! the queue socket itself (no hand-off on the fast path); when the
 //! application is idle, the worker reads the socket: it accepts non-matching packets at
 //! once (those a coarse prefilter let through), buffers matching ones (and accepts SNIFF
 //! copies / drops for DROP handles), enforces the queue limits and QUEUE_TIME. So traffic
@@ -108,6 +111,12 @@ const BUSY_NS: i64 = 5_000_000;
 /// While packets it read wait for the application, the worker reads the queue socket again
 /// only after this pause.
 const WORKER_NAP: Duration = Duration::from_millis(1);
+
+/// While the application waits in `recv` on every queue (so it reads the sockets itself)
+/// and none returned since the worker last looked, the worker sleeps until a `recv`
+/// returns, or this long at most (a safety net: `left_wait` wakes it). While packets
+/// flow, the worker naps `BUSY_NS` as before and nobody has to wake it.
+const WORKER_PARK: Duration = Duration::from_secs(1);
 
 /// Receive buffers per queue (one `recvmmsg` reads at most this many messages).
 const SLOTS: usize = crate::sys::netlink::MAX_VLEN;
@@ -657,6 +666,13 @@ struct Inner {
     table_name: String,
     ebpf: bool,
     rr: AtomicUsize,
+    /// The worker sleeps while the application waits in `recv` on every queue; a `recv`
+    /// that returns wakes it (see [`Inner::left_wait`]).
+    worker_parked: AtomicBool,
+    worker_thread: std::sync::OnceLock<std::thread::Thread>,
+    /// How many times a thread stopped waiting in `recv` (the worker parks only when this
+    /// did not move since its last look).
+    wait_exits: AtomicU64,
 }
 
 /// An open divert handle. Dropping it closes it gracefully.
@@ -934,6 +950,9 @@ impl Handle {
             table_name,
             ebpf,
             rr: AtomicUsize::new(0),
+            worker_parked: AtomicBool::new(false),
+            worker_thread: std::sync::OnceLock::new(),
+            wait_exits: AtomicU64::new(0),
         });
         let w = Arc::clone(&inner);
         let worker = Some(
@@ -1070,6 +1089,7 @@ impl Handle {
             return Ok(());
         }
         if let Some(w) = self.worker.lock().unwrap().take() {
+            w.thread().unpark();
             let _ = w.join();
         }
         self.inner.close()
@@ -1510,7 +1530,7 @@ impl Inner {
         let t = monotonic_ns();
         *now = t;
         q.last_activity.store(t, Ordering::Relaxed);
-        q.waiters.fetch_sub(1, Ordering::Relaxed);
+        self.left_wait(q);
         let mut st = q.lock();
         for (b, &slot) in lent.drain(..).zip(&idx[..n]) {
             st.bufs[slot as usize] = b;
@@ -2036,7 +2056,7 @@ impl Inner {
             now = monotonic_ns();
             waiting.iter().for_each(|q| {
                 q.last_activity.store(now, Ordering::Relaxed);
-                q.waiters.fetch_sub(1, Ordering::Relaxed);
+                self.left_wait(q);
             });
             r?;
         }
@@ -2294,10 +2314,31 @@ impl Inner {
         Ok(())
     }
 
+    /// A thread stops waiting on queue `q` (it leaves `recv`): wake the worker if it sleeps
+    /// because every queue had a waiter (it takes over once the application is idle).
+    fn left_wait(&self, q: &QueueCtx) {
+        self.wait_exits.fetch_add(1, Ordering::Relaxed);
+        q.waiters.fetch_sub(1, Ordering::SeqCst);
+        if self.worker_parked.load(Ordering::SeqCst) {
+            if let Some(t) = self.worker_thread.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Whether a thread waits in `recv` on every queue.
+    fn all_waiting(&self) -> bool {
+        self.queues
+            .iter()
+            .all(|q| q.waiters.load(Ordering::SeqCst) > 0)
+    }
+
     /// The worker: while the application is idle on a queue, read that queue's socket
     /// (verdicts for non-matching packets, SNIFF copies and DROP handles right away), send
     /// held-back verdicts, enforce QUEUE_TIME.
     fn pump_worker(&self) {
+        self.worker_thread.get_or_init(std::thread::current);
+        let mut seen_exits = u64::MAX;
         let drop_handle = self.flags.contains(Flags::DROP);
         let sniff = self.sniff();
         while !self.closed.load(Ordering::Acquire) {
@@ -2313,7 +2354,22 @@ impl Inner {
                 }
             }
             if idle.is_empty() {
-                std::thread::sleep(Duration::from_nanos(min_busy.max(100_000) as u64));
+                let exits = self.wait_exits.load(Ordering::Relaxed);
+                let quiet = exits == seen_exits;
+                seen_exits = exits;
+                if quiet && self.all_waiting() {
+                    // the application waits on every socket and nothing came since the
+                    // last look: sleep until a `recv` returns (`left_wait`). The flag
+                    // first, then the check: a `recv` that returns after the check sees
+                    // the flag and wakes this thread.
+                    self.worker_parked.store(true, Ordering::SeqCst);
+                    if self.all_waiting() && !self.closed.load(Ordering::Acquire) {
+                        std::thread::park_timeout(WORKER_PARK);
+                    }
+                    self.worker_parked.store(false, Ordering::SeqCst);
+                } else {
+                    std::thread::sleep(Duration::from_nanos(min_busy.max(100_000) as u64));
+                }
                 continue;
             }
             let mut wait = Duration::from_millis(50);
