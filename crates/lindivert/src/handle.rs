@@ -58,7 +58,7 @@
 //! called one within the last few milliseconds, or waits in `recv`) the worker stays asleep
 //! (napping a few milliseconds at a time, or, while the application waits in `recv` on
 //! every queue and nothing arrives, until a `recv` returns: an idle handle wakes it about
-//! 20 times a second, its `recv`'s own wait steps, not 200) and the calling thread reads
+//! twice a second, not 200 times) and the calling thread reads
 //! the queue socket itself (no hand-off on the fast path); when the
 //! application is idle, the worker reads the socket: it accepts non-matching packets at
 //! once (those a coarse prefilter let through), buffers matching ones (and accepts SNIFF
@@ -113,9 +113,9 @@ const BUSY_NS: i64 = 5_000_000;
 const WORKER_NAP: Duration = Duration::from_millis(1);
 
 /// While the application waits in `recv` on every queue (so it reads the sockets itself)
-/// and none returned since the worker last looked, the worker sleeps until a `recv`
-/// returns, or this long at most (a safety net: `left_wait` wakes it). While packets
-/// flow, the worker naps `BUSY_NS` as before and nobody has to wake it.
+/// and no wait ended since the worker last looked, the worker sleeps until a `recv`
+/// returns to the application, or this long at most (a safety net: `recv_sink` wakes it).
+/// While packets flow, the worker naps `BUSY_NS` as before and nobody has to wake it.
 const WORKER_PARK: Duration = Duration::from_secs(1);
 
 /// Receive buffers per queue (one `recvmmsg` reads at most this many messages).
@@ -667,7 +667,7 @@ struct Inner {
     ebpf: bool,
     rr: AtomicUsize,
     /// The worker sleeps while the application waits in `recv` on every queue; a `recv`
-    /// that returns wakes it (see [`Inner::left_wait`]).
+    /// that returns wakes it (see [`Inner::recv_sink`]).
     worker_parked: AtomicBool,
     worker_thread: std::sync::OnceLock<std::thread::Thread>,
     /// How many times a thread stopped waiting in `recv` (the worker parks only when this
@@ -1939,7 +1939,29 @@ impl Inner {
         self.recv_sink(queue, &mut Sink::Visit(f), max, timeout)
     }
 
+    /// A receive (see [`Inner::recv_sink_inner`]); on the way back to the application,
+    /// wake the worker if it sleeps because every queue had a waiter: it takes over once
+    /// the application is idle. (Not at the receive's own re-waits: the worker sleeps on
+    /// while the application stays in `recv`.)
     fn recv_sink(
+        &self,
+        queue: Option<usize>,
+        sink: &mut Sink<'_>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize, Error> {
+        let r = self.recv_sink_inner(queue, sink, max, timeout);
+        // after this thread's last `left_wait` (SeqCst against the worker's flag store and
+        // waiter check: it parked before that decrement, so the flag is seen here)
+        if self.worker_parked.load(Ordering::SeqCst) {
+            if let Some(t) = self.worker_thread.get() {
+                t.unpark();
+            }
+        }
+        r
+    }
+
+    fn recv_sink_inner(
         &self,
         queue: Option<usize>,
         sink: &mut Sink<'_>,
@@ -2314,16 +2336,11 @@ impl Inner {
         Ok(())
     }
 
-    /// A thread stops waiting on queue `q` (it leaves `recv`): wake the worker if it sleeps
-    /// because every queue had a waiter (it takes over once the application is idle).
+    /// A thread stops waiting on queue `q` (for a packet, a timeout step or the end of
+    /// its `recv`; [`Inner::recv_sink`] wakes the worker on the way out).
     fn left_wait(&self, q: &QueueCtx) {
         self.wait_exits.fetch_add(1, Ordering::Relaxed);
         q.waiters.fetch_sub(1, Ordering::SeqCst);
-        if self.worker_parked.load(Ordering::SeqCst) {
-            if let Some(t) = self.worker_thread.get() {
-                t.unpark();
-            }
-        }
     }
 
     /// Whether a thread waits in `recv` on every queue.
@@ -2359,7 +2376,7 @@ impl Inner {
                 seen_exits = exits;
                 if quiet && self.all_waiting() {
                     // the application waits on every socket and nothing came since the
-                    // last look: sleep until a `recv` returns (`left_wait`). The flag
+                    // last look: sleep until a `recv` returns (`recv_sink`). The flag
                     // first, then the check: a `recv` that returns after the check sees
                     // the flag and wakes this thread.
                     self.worker_parked.store(true, Ordering::SeqCst);
