@@ -211,11 +211,24 @@ fn byteorder_hton32(b: &mut MsgBuilder) {
 }
 
 fn verdict(b: &mut MsgBuilder, code: i32) {
+    immediate_verdict(b, code, None)
+}
+
+/// `jump chain`.
+fn jump(b: &mut MsgBuilder, chain: &str) {
+    immediate_verdict(b, NFT_JUMP, Some(chain))
+}
+
+/// A verdict (with the chain it names, for jump/goto) into the verdict register.
+fn immediate_verdict(b: &mut MsgBuilder, code: i32, chain: Option<&str>) {
     expr_begin(b, "immediate");
     b.put_be32(1, 0); // NFTA_IMMEDIATE_DREG = NFT_REG_VERDICT
     b.nest_begin(2); // NFTA_IMMEDIATE_DATA
     b.nest_begin(2); // NFTA_DATA_VERDICT
     b.put_be32(1, code as u32); // NFTA_VERDICT_CODE
+    if let Some(c) = chain {
+        b.put_str(2, c); // NFTA_VERDICT_CHAIN
+    }
     b.nest_end();
     b.nest_end();
     expr_end(b);
@@ -228,19 +241,6 @@ fn counter(b: &mut MsgBuilder) {
 
 fn nfqueue_target(b: &mut MsgBuilder, num: u16, bypass: bool) {
     nfqueue_target_range(b, num, 1, bypass, false)
-}
-
-/// `jump chain`.
-fn jump(b: &mut MsgBuilder, chain: &str) {
-    expr_begin(b, "immediate");
-    b.put_be32(1, 0); // NFTA_IMMEDIATE_DREG = NFT_REG_VERDICT
-    b.nest_begin(2); // NFTA_IMMEDIATE_DATA
-    b.nest_begin(2); // NFTA_DATA_VERDICT
-    b.put_be32(1, NFT_JUMP as u32); // NFTA_VERDICT_CODE
-    b.put_str(2, chain); // NFTA_VERDICT_CHAIN
-    b.nest_end();
-    b.nest_end();
-    expr_end(b);
 }
 
 /// `symhash mod modulus` into REG1 (a host-order u32, 0..modulus).
