@@ -448,8 +448,9 @@ fn port_unreachable(p: &ParsedPacket<'_>) -> Vec<u8> {
 /// `passthru [FILTER] [--threads N] [--batch N] [--priority N] [--duration S] [--netns NAME]
 /// [--copy] [--busy-poll US] [--work-us US] [--spread flow|cpu]`: re-injects in place
 /// (`recv_with`, no copy); `--copy` uses `recv`/`send` batches; `--busy-poll` sets
-/// [`OpenOptions::busy_poll`]; `--spread` sets [`OpenOptions::spread`]; `--work-us` keeps the thread busy that long per packet before re-injecting it (a stand-in
-/// for an application's own per-packet work, to measure how `--threads` scales).
+/// [`OpenOptions::busy_poll`]; `--spread` sets [`OpenOptions::spread`]; `--work-us` keeps
+/// the thread busy that long per packet before re-injecting it (a stand-in for an
+/// application's own per-packet work, to measure how `--threads` scales).
 pub fn passthru(argv: &[String]) -> Result<ExitCode, CliError> {
     let a = Args::parse(
         argv,
