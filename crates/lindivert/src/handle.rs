@@ -58,9 +58,9 @@
 //! called one within the last few milliseconds, or waits in `recv`) the worker stays asleep
 //! (napping a few milliseconds at a time, or, while the application waits in `recv` on
 //! every queue and nothing arrives, until a `recv` returns: an idle handle wakes it about
-//! twice a second, not 200 times) and the calling thread reads
-//! the queue socket itself (no hand-off on the fast path); when the
-//! application is idle, the worker reads the socket: it accepts non-matching packets at
+//! twice a second, not 200 times) and the calling thread reads the queue socket itself
+//! (no hand-off on the fast path); when the application is idle, the worker reads the
+//! socket: it accepts non-matching packets at
 //! once (those a coarse prefilter let through), buffers matching ones (and accepts SNIFF
 //! copies / drops for DROP handles), enforces the queue limits and QUEUE_TIME. So traffic
 //! that does not match never waits for the application.
@@ -113,9 +113,10 @@ const BUSY_NS: i64 = 5_000_000;
 const WORKER_NAP: Duration = Duration::from_millis(1);
 
 /// While the application waits in `recv` on every queue (so it reads the sockets itself)
-/// and no wait ended since the worker last looked, the worker sleeps until a `recv`
-/// returns to the application, or this long at most (a safety net: `recv_sink` wakes it).
-/// While packets flow, the worker naps `BUSY_NS` as before and nobody has to wake it.
+/// and no queue was active since the worker last looked (no wait ended, no `recv` began,
+/// no `send`: their `last_activity`), the worker sleeps until a `recv` returns to the
+/// application, or this long at most (a safety net: `recv_sink` wakes it). While packets
+/// flow, the worker naps `BUSY_NS` as before and nobody has to wake it.
 const WORKER_PARK: Duration = Duration::from_secs(1);
 
 /// Receive buffers per queue (one `recvmmsg` reads at most this many messages).
@@ -540,16 +541,11 @@ impl QState {
     }
 
     /// Send held-back verdicts if the application has nothing buffered left to work
-    /// through, or enough wait, or they have waited too long by `now`.
-    fn flush_due(&mut self, now: i64) -> bool {
+    /// through, or enough wait, or they have waited too long by `now()` (called only if
+    /// the answer depends on it: a clock read, or a time read already).
+    fn flush_due(&mut self, now: impl FnOnce() -> i64) -> bool {
         !self.verdicts.is_empty()
-            && (self.rx_len == 0 || self.flush_full() || self.held_too_long(now))
-    }
-
-    /// [`QState::flush_due`], reading the clock only if the answer depends on it.
-    fn flush_due_now(&mut self) -> bool {
-        !self.verdicts.is_empty()
-            && (self.rx_len == 0 || self.flush_full() || self.held_too_long(monotonic_ns()))
+            && (self.rx_len == 0 || self.flush_full() || self.held_too_long(now()))
     }
 
     /// Whether the waiting verdicts should go out at `now` rather than wait for the next
@@ -670,9 +666,6 @@ struct Inner {
     /// that returns wakes it (see [`Inner::recv_sink`]).
     worker_parked: AtomicBool,
     worker_thread: std::sync::OnceLock<std::thread::Thread>,
-    /// How many times a thread stopped waiting in `recv` (the worker parks only when this
-    /// did not move since its last look).
-    wait_exits: AtomicU64,
 }
 
 /// An open divert handle. Dropping it closes it gracefully.
@@ -952,7 +945,6 @@ impl Handle {
             rr: AtomicUsize::new(0),
             worker_parked: AtomicBool::new(false),
             worker_thread: std::sync::OnceLock::new(),
-            wait_exits: AtomicU64::new(0),
         });
         let w = Arc::clone(&inner);
         let worker = Some(
@@ -1755,7 +1747,7 @@ impl Inner {
         // (one sendmsg per read instead of two when the application takes one at a time).
         let due = match sink {
             Sink::Copy { .. } => pumped || st.flush_full() || st.held_too_long(now),
-            Sink::Visit(_) => st.flush_due(t_end),
+            Sink::Visit(_) => st.flush_due(|| t_end),
         };
         if due || r.is_err() {
             st.flush(q.queue.socket(), sniff)?;
@@ -2193,7 +2185,7 @@ impl Inner {
     fn release_queue(&self, cur: &mut Option<(usize, MutexGuard<'_, QState>)>) {
         if let Some((qi, mut st)) = cur.take() {
             let q = &self.queues[qi];
-            if st.flush_due_now() {
+            if st.flush_due(monotonic_ns) {
                 let _ = st.flush(q.queue.socket(), self.sniff());
             }
             self.fit_maxlen(q, &mut st);
@@ -2226,7 +2218,7 @@ impl Inner {
         let flush = match cur.take() {
             Some((qi, mut st)) => {
                 let q = &self.queues[qi];
-                let r = if st.flush_due_now() {
+                let r = if st.flush_due(monotonic_ns) {
                     st.flush(q.queue.socket(), self.sniff())
                 } else {
                     Ok(())
@@ -2339,8 +2331,15 @@ impl Inner {
     /// A thread stops waiting on queue `q` (for a packet, a timeout step or the end of
     /// its `recv`; [`Inner::recv_sink`] wakes the worker on the way out).
     fn left_wait(&self, q: &QueueCtx) {
-        self.wait_exits.fetch_add(1, Ordering::Relaxed);
         q.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Every queue's `last_activity` folded into one number: it moves whenever a wait
+    /// ends, a `recv` starts or a `send` uses a queue.
+    fn activity_stamp(&self) -> i64 {
+        self.queues.iter().fold(0i64, |a, q| {
+            a.wrapping_add(q.last_activity.load(Ordering::Relaxed))
+        })
     }
 
     /// Whether a thread waits in `recv` on every queue.
@@ -2355,7 +2354,7 @@ impl Inner {
     /// held-back verdicts, enforce QUEUE_TIME.
     fn pump_worker(&self) {
         self.worker_thread.get_or_init(std::thread::current);
-        let mut seen_exits = u64::MAX;
+        let mut seen_activity = None;
         let drop_handle = self.flags.contains(Flags::DROP);
         let sniff = self.sniff();
         while !self.closed.load(Ordering::Acquire) {
@@ -2371,9 +2370,8 @@ impl Inner {
                 }
             }
             if idle.is_empty() {
-                let exits = self.wait_exits.load(Ordering::Relaxed);
-                let quiet = exits == seen_exits;
-                seen_exits = exits;
+                let stamp = self.activity_stamp();
+                let quiet = seen_activity.replace(stamp) == Some(stamp);
                 if quiet && self.all_waiting() {
                     // the application waits on every socket and nothing came since the
                     // last look: sleep until a `recv` returns (`recv_sink`). The flag
