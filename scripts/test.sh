@@ -18,12 +18,12 @@ export LINDIVERT_VECTORS="${LINDIVERT_VECTORS:-$root/../shared/vectors/windivert
 export LINDIVERT_REQUIRE_ALL=1
 
 echo "== build"
-cargo build --workspace --release --all-targets
+cargo build --workspace --release --all-targets --all-features
 LINDIVERT_PYTHON="$(bash scripts/pydivert-tests.sh --setup-only)"
 export LINDIVERT_PYTHON
 
 echo "== cargo test"
-cargo test --workspace --release
+cargo test --workspace --release --all-features
 
 echo "== pydivert 4.0.1 test suite on liblindivert.so"
 # Deselected, with the reason (README, "pydivert"): this test asserts a limitation lindivert

@@ -583,6 +583,9 @@ struct QueueCtx {
     /// (an application polling the handle's descriptor, or a `recv` that cannot block on
     /// the socket directly); until then the flag costs no system calls.
     signal: AtomicBool,
+    /// Set by `shutdown(Recv)`: `ready` stays set from then on, so that a poller wakes up
+    /// and its `recv` returns what is left, then [`Error::NoData`] (like a socket's EOF).
+    eof: AtomicBool,
     last_activity: AtomicI64,
     waiters: AtomicU32,
 }
@@ -604,15 +607,28 @@ impl QueueCtx {
         if !self.signal.load(Ordering::Relaxed) {
             return;
         }
-        let want = st.rx_len > 0;
+        let want = st.rx_len > 0 || self.eof.load(Ordering::SeqCst);
         if want != st.ready {
             st.ready = want;
             if want {
                 self.ready.set();
             } else {
                 self.ready.clear();
+                // `set_eof` (without the lock) may have set the flag just before this
+                // clear: it stored `eof` first, so the flag is raised again here
+                if self.eof.load(Ordering::SeqCst) {
+                    st.ready = true;
+                    self.ready.set();
+                }
             }
         }
+    }
+
+    /// `shutdown(Recv)`: raise the ready flag for good (without the queue's lock: the
+    /// caller may be a `recv_with` callback that holds it).
+    fn set_eof(&self) {
+        self.eof.store(true, Ordering::SeqCst);
+        self.ready.set();
     }
 
     /// Keep the ready flag up to date from now on (must not be called with the lock held).
@@ -910,6 +926,7 @@ impl Handle {
                 epoll: qe,
                 ready,
                 signal: AtomicBool::new(false),
+                eof: AtomicBool::new(false),
                 last_activity: AtomicI64::new(0),
                 waiters: AtomicU32::new(0),
             });
@@ -1064,6 +1081,8 @@ impl Handle {
             if let Some(t) = self.inner.table.lock().unwrap().as_mut() {
                 t.bypass().map_err(Error::from_netlink)?;
             }
+            // pollers of the descriptor wake up and find the end
+            self.inner.queues.iter().for_each(QueueCtx::set_eof);
         }
         if matches!(how, Shutdown::Send | Shutdown::Both) {
             self.inner.shutdown_send.store(true, Ordering::Release);
@@ -1191,8 +1210,9 @@ impl Handle {
 
 impl AsRawFd for Handle {
     /// A descriptor that is readable when `recv` may have a packet (an epoll set of the queue
-    /// sockets and internal "buffered" flags). Poll it, then call `recv_timeout` with a zero
-    /// timeout.
+    /// sockets and internal "buffered" flags), and for good after `shutdown(Recv)` (so that
+    /// a poller finds the end, [`Error::NoData`]). Poll it, then call `recv_timeout` with a
+    /// zero timeout; `lindivert::async_io` does this for tokio (feature `tokio`).
     fn as_raw_fd(&self) -> RawFd {
         self.inner.queues.iter().for_each(QueueCtx::enable_signal);
         self.inner.epoll.as_raw_fd()

@@ -15,6 +15,9 @@
 //! * `REFLECT`: [`reflect::ReflectHandle`] ([`reflect::ReflectOptions`]); watches the
 //!   [`registry`] of open handles.
 //!
+//! With feature `tokio`, `async_io::Async` wraps any of them: its receives are `async`
+//! (a waiting task gives its thread back to the runtime).
+//!
 //! The filter language, addresses, flags, parameters and packet helpers are the pure
 //! [`lindivert_core`] crate (re-exported as [`core`]; the common types also at the top
 //! level: [`Address`], [`Flags`], [`Layer`], [`Param`], [`Shutdown`]). Every system call is
@@ -97,6 +100,9 @@
 #![warn(missing_docs)]
 
 pub use lindivert_core as core;
+
+#[cfg(feature = "tokio")]
+pub mod async_io;
 
 pub mod error;
 pub mod filter;

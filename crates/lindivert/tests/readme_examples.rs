@@ -1,5 +1,6 @@
 //! Runs the README's examples against real traffic in a throw-away namespace: the Rust
-//! example (`examples/uppercase.rs`, built by `cargo test`) and the Python one
+//! examples (`examples/uppercase.rs`, and with feature `tokio` `examples/async_uppercase.rs`,
+//! built by `cargo test`) and the Python one
 //! (`examples/python/uppercase.py`, pydivert on liblindivert.so).
 //!
 //! The Python part needs `LINDIVERT_PYTHON` (a python with pydivert 4.0.1 installed, which
@@ -77,6 +78,19 @@ fn rust_example_uppercases_udp_payload() {
     let ns = Netns::new("readme_rs");
     let child = start_ready(&ns, &[bin.to_str().unwrap(), "7777", "1"], &[]);
     assert_eq!(exchange(&ns, 7777), b"HELLO LINDIVERT");
+    finish(child);
+    assert!(ns.tables().is_empty(), "rules left behind");
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn rust_tokio_example_uppercases_udp_payload() {
+    assert!(common::privileged(), "this test needs root and iproute2");
+    let bin = profile_dir().join("examples").join("async_uppercase");
+    assert!(bin.exists(), "{} not built", bin.display());
+    let ns = Netns::new("readme_rs_async");
+    let child = start_ready(&ns, &[bin.to_str().unwrap(), "7780", "1"], &[]);
+    assert_eq!(exchange(&ns, 7780), b"HELLO LINDIVERT");
     finish(child);
     assert!(ns.tables().is_empty(), "rules left behind");
 }

@@ -316,3 +316,29 @@ impl AsFd for Epoll {
         self.fd.as_fd()
     }
 }
+
+/// Register `source` with the current tokio runtime's reactor (feature `tokio`): an error,
+/// not a panic, outside a runtime. (A runtime built without its I/O driver still panics
+/// here, as every tokio I/O type does.)
+///
+/// `source` must keep returning the same open descriptor from `as_raw_fd` for as long as
+/// it is registered: the `Pollable` handles do, their descriptor is an epoll set that they
+/// own and close only when dropped.
+#[cfg(feature = "tokio")]
+pub fn register_tokio<T: crate::async_io::Pollable>(
+    source: T,
+) -> io::Result<tokio::io::unix::AsyncFd<T>> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(io::Error::other(
+            "lindivert::async_io::Async::new: not called from inside a tokio runtime",
+        ));
+    }
+    // SAFETY: `Pollable` is sealed to lindivert's handles, whose `as_raw_fd` always returns
+    // the epoll descriptor the handle owns; it stays open (and the same) until the handle
+    // is dropped, which the `AsyncFd` does only after deregistering (or hands it back with
+    // `into_inner`, which deregisters first).
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(source, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| e.into_parts().1)
+}
