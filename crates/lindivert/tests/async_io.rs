@@ -28,6 +28,8 @@ mod with_tokio {
     use lindivert::socket::SocketOptions;
     use lindivert::{Error, Flags, Handle, OpenOptions, Shutdown, Verdict};
     use std::net::{SocketAddr, UdpSocket as StdUdp};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
     use tokio::net::UdpSocket;
 
@@ -37,12 +39,28 @@ mod with_tokio {
         limit: Duration,
         body: impl FnOnce(&tokio::runtime::Runtime) -> T + Send + 'static,
     ) -> T {
+        on_runtime_with(0, limit, body)
+    }
+
+    /// [`on_runtime`] on a multi-thread runtime of `workers` threads (0: current-thread).
+    fn on_runtime_with<T: Send + 'static>(
+        workers: usize,
+        limit: Duration,
+        body: impl FnOnce(&tokio::runtime::Runtime) -> T + Send + 'static,
+    ) -> T {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
+            let rt = match workers {
+                0 => tokio::runtime::Builder::new_current_thread(),
+                n => {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    b.worker_threads(n);
+                    b
+                }
+            }
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
             let _ = tx.send(body(&rt));
         });
         match rx.recv_timeout(limit) {
@@ -197,6 +215,78 @@ mod with_tokio {
         assert!(timed_out, "recv must wait while nothing is diverted");
         assert_eq!(seen, N, "the callback must see every packet");
         assert_eq!(got, N, "every packet must reach the receiver");
+    }
+
+    #[test]
+    fn tasks_of_a_multi_thread_runtime_share_one_handle() {
+        crate::common::require_root!();
+        let pair = Pair::new();
+        let handle = open_in(&pair, "outbound and udp.DstPort == 7608", Flags::NONE);
+        let tx = udp_in(&pair.a, "0.0.0.0:0");
+        let rx = udp_in(&pair.b, "0.0.0.0:7608");
+        let dst = SocketAddr::from((pair.b_ip, 7608));
+        const N: usize = 400;
+        const TASKS: usize = 4;
+        let (got, per_task) = on_runtime_with(2, Duration::from_secs(30), move |rt| {
+            rt.block_on(async move {
+                let h = Arc::new(Async::new(handle).expect("register"));
+                let passed = Arc::new(AtomicUsize::new(0));
+                let workers: Vec<_> = (0..TASKS)
+                    .map(|_| {
+                        let (h, passed) = (h.clone(), passed.clone());
+                        tokio::spawn(async move {
+                            let mut buf = vec![0u8; 2048];
+                            let mut mine = 0;
+                            while passed.load(Ordering::SeqCst) < N {
+                                // a bounded wait, to see the others' count once all is done
+                                let wait = Duration::from_millis(200);
+                                match tokio::time::timeout(wait, h.recv(&mut buf)).await {
+                                    Ok(Ok((n, addr))) => {
+                                        h.send(&buf[..n], &addr).expect("send");
+                                        mine += 1;
+                                        passed.fetch_add(1, Ordering::SeqCst);
+                                    }
+                                    Ok(Err(e)) => panic!("recv: {e}"),
+                                    Err(_) => {}
+                                }
+                            }
+                            mine
+                        })
+                    })
+                    .collect();
+                let tx = UdpSocket::from_std(tx).unwrap();
+                let rx = UdpSocket::from_std(rx).unwrap();
+                let send = async {
+                    for i in 0..N {
+                        tx.send_to(&payload(i), dst).await.unwrap();
+                    }
+                };
+                let receive = async {
+                    let mut got = 0;
+                    let mut buf = [0u8; 2048];
+                    while got < N {
+                        match tokio::time::timeout(Duration::from_secs(5), rx.recv(&mut buf)).await
+                        {
+                            Ok(Ok(_)) => got += 1,
+                            _ => break,
+                        }
+                    }
+                    got
+                };
+                let ((), got) = tokio::join!(send, receive);
+                let mut per_task = Vec::new();
+                for w in workers {
+                    per_task.push(w.await.expect("worker task"));
+                }
+                (got, per_task)
+            })
+        });
+        assert_eq!(got, N, "every packet must reach the receiver");
+        assert_eq!(
+            per_task.iter().sum::<usize>(),
+            N,
+            "each packet passed once: {per_task:?}"
+        );
     }
 
     #[test]
