@@ -87,7 +87,31 @@ mod with_tokio {
         ns.run(move || {
             let s = StdUdp::bind(addr).expect("bind");
             s.set_nonblocking(true).unwrap();
+            // room for a whole burst: a receiver task of a busy runtime may fall behind
+            // (the default buffer holds 256 of these datagrams)
+            use std::os::fd::AsFd;
+            lindivert::sys::netlink::setsockopt_int(
+                s.as_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                4 << 20,
+            )
+            .expect("SO_RCVBUFFORCE");
             s
+        })
+    }
+
+    /// UDP receive-buffer overflows so far in `ns` (`RcvbufErrors`).
+    fn rcvbuf_errors(ns: &Netns) -> u64 {
+        ns.run(|| {
+            let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap();
+            let rows: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
+            let (names, values) = (rows[0].split_whitespace(), rows[1].split_whitespace());
+            names
+                .zip(values)
+                .find(|(n, _)| *n == "RcvbufErrors")
+                .map(|(_, v)| v.parse().unwrap())
+                .unwrap()
         })
     }
 
@@ -281,7 +305,12 @@ mod with_tokio {
                 (got, per_task)
             })
         });
-        assert_eq!(got, N, "every packet must reach the receiver");
+        assert_eq!(
+            got,
+            N,
+            "every packet must reach the receiver (its buffer overflowed {} times)",
+            rcvbuf_errors(&pair.b)
+        );
         assert_eq!(
             per_task.iter().sum::<usize>(),
             N,
