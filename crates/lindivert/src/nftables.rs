@@ -149,9 +149,10 @@ pub struct ChainSpec {
     pub hook: Hook,
     /// The nftables priority.
     pub priority: i32,
-    /// The handle's injection mark (packets with a mark in `[MARK_BASE, mark]` skip).
+    /// The handle's injection mark: packets with a mark in `[MARK_BASE, mark]` (re-injected
+    /// by this or a higher priority) are left alone.
     pub skip_mark: Option<u32>,
-    /// Accept `iif lo` first (NETWORK inbound).
+    /// Leave packets arriving on `lo` alone (NETWORK inbound: loopback is seen at output).
     pub skip_loopback_in: bool,
     /// Prefilter alternatives: the action applies if any alternative matches; each is a
     /// conjunction. Empty = every packet.
@@ -188,6 +189,16 @@ fn cmp(b: &mut MsgBuilder, op: u32, data: &[u8]) {
     b.put_be32(1, REG1); // NFTA_CMP_SREG
     b.put_be32(2, op); // NFTA_CMP_OP
     b.nest_begin(3).put(1, data).nest_end(); // NFTA_CMP_DATA { NFTA_DATA_VALUE }
+    expr_end(b);
+}
+
+/// `range` with op NEQ: REG1 is outside `from..=to` (compared as bytes).
+fn range_neq(b: &mut MsgBuilder, from: &[u8], to: &[u8]) {
+    expr_begin(b, "range");
+    b.put_be32(1, REG1); // NFTA_RANGE_SREG
+    b.put_be32(2, 1); // NFTA_RANGE_OP = NFT_RANGE_NEQ
+    b.nest_begin(3).put(1, from).nest_end(); // NFTA_RANGE_FROM_DATA { NFTA_DATA_VALUE }
+    b.nest_begin(4).put(1, to).nest_end(); // NFTA_RANGE_TO_DATA { NFTA_DATA_VALUE }
     expr_end(b);
 }
 
@@ -422,28 +433,7 @@ impl OwnerTable {
             batch.end_msg();
 
             let mut rules: Vec<(&str, RuleBody<'_>)> = Vec::new();
-            if let Some(mark) = c.skip_mark {
-                rules.push((
-                    "NEWRULE skip injected",
-                    Box::new(move |b: &mut MsgBuilder| {
-                        meta_load(b, META_MARK);
-                        byteorder_hton32(b);
-                        cmp(b, 5, &MARK_BASE.to_be_bytes());
-                        cmp(b, 3, &mark.to_be_bytes());
-                        verdict(b, NF_ACCEPT);
-                    }),
-                ));
-            }
-            if c.skip_loopback_in {
-                rules.push((
-                    "NEWRULE skip loopback",
-                    Box::new(|b: &mut MsgBuilder| {
-                        meta_load(b, META_IIF);
-                        cmp(b, 0, &1u32.to_ne_bytes());
-                        verdict(b, NF_ACCEPT);
-                    }),
-                ));
-            }
+            let (skip_mark, skip_loopback_in) = (c.skip_mark, c.skip_loopback_in);
             let alternatives: Vec<&[Match]> = if c.prefilter.is_empty() {
                 vec![&[]]
             } else {
@@ -459,7 +449,27 @@ impl OwnerTable {
                         Action::Drop => "NEWRULE drop",
                     },
                     Box::new(move |b: &mut MsgBuilder| {
-                        for m in alt {
+                        // the native prefilter tests first: a packet that cannot match
+                        // leaves the chain at its first failed test (usually one compare);
+                        // then the cheap exclusions, and the eBPF program last
+                        let (native, bpf): (Vec<&Match>, Vec<&Match>) =
+                            alt.iter().partition(|m| !matches!(m, Match::BpfFd(_)));
+                        for m in native {
+                            encode_match(b, m);
+                        }
+                        if let Some(mark) = skip_mark {
+                            // not re-injected by this or a higher priority: mark outside
+                            // MARK_BASE..=mark (big-endian, as `range` compares bytes)
+                            meta_load(b, META_MARK);
+                            byteorder_hton32(b);
+                            range_neq(b, &MARK_BASE.to_be_bytes(), &mark.to_be_bytes());
+                        }
+                        if skip_loopback_in {
+                            // not arriving on `lo` (loopback is seen once, at output)
+                            meta_load(b, META_IIF);
+                            cmp(b, 1, &1u32.to_ne_bytes());
+                        }
+                        for m in bpf {
                             encode_match(b, m);
                         }
                         counter(b);
