@@ -21,12 +21,15 @@
 # Workloads: TCP bulk (iperf3, 1 stream), 64-byte-payload UDP flood (delivered packets/s),
 # UDP request/response round trips (10000 per round over 3 fresh starts of the divert, median
 # and p99), all from "a" to "b"; thread scaling (lindivert-t1-work, lindivert-t2-work): the
-# UDP flood from 2 senders x 8 flows through passthru --work-us 10 --batch 64, --threads 1 vs 2.
+# UDP flood from 2 senders x 8 flows through passthru --work-us 10 --batch 64, --threads 1 vs 2;
+# send cost (the *-nomatch rows): the CPU time of sending one 64-byte UDP packet from "a"
+# (the non-matching handle or rule open) against an identical twin pair "c"/"d" without
+# one, 15000 batches of 64 timed in turn (netbench sendcost).
 #
 # Environment: LDBENCH_ROUNDS (default 3, --quick 1), LDBENCH_THREADS (lindivert --threads
 # values, default "1"), LDBENCH_LINDIVERT (binary to use instead of building), LDBENCH_NO_BUILD=1
 # (use target/release/lindivert as it is), LDBENCH_SETUPS (subset, e.g. "none nfq"),
-# LDBENCH_WORKLOADS (subset of "tcp udp rtt udpw", e.g. "rtt").
+# LDBENCH_WORKLOADS (subset of "tcp udp rtt udpw cost", e.g. "rtt").
 set -euo pipefail
 
 # The whole script is one function, parsed before it runs, so editing this file cannot disturb
@@ -39,7 +42,7 @@ quick=0
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) echo "usage: bash bench/network.sh [--quick]" >&2; exit 2 ;;
   esac
 done
@@ -59,7 +62,7 @@ pings=10000
 # measures 3 fresh starts and reports the median of all starts.
 rtt_starts=3
 threads_list="${LDBENCH_THREADS:-1}"
-workloads="${LDBENCH_WORKLOADS:-tcp udp rtt udpw}"
+workloads="${LDBENCH_WORKLOADS:-tcp udp rtt udpw cost}"
 # Thread scaling (the *-work rows): the divert spends $work_us us of its own CPU on each packet
 # (passthru --work-us, a stand-in for an application's per-packet work), fed by $udpw_senders
 # flood processes of $udpw_flows flows (source ports) each, so the divert, not the kernel path
@@ -68,6 +71,10 @@ workloads="${LDBENCH_WORKLOADS:-tcp udp rtt udpw}"
 work_us=10
 udpw_senders=2
 udpw_flows=8
+# Send cost of non-matching packets (the *-nomatch rows): batches of 64 packets timed in
+# turn through namespace a (divert open) and its twin c (none); throughput ratios move
+# +-15-30 % between rounds on a noisy machine, this difference only by a few ns
+cost_batches=15000
 
 out="$root/bench/out/network"
 mkdir -p "$out"
@@ -86,6 +93,9 @@ load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 # ---------------------------------------------------------------- namespaces and cleanup
 NSA="ldbench_$$_a"
 NSB="ldbench_$$_b"
+# the twin of a/b for the send-cost workload: set up alike, never with a divert
+NSC="ldbench_$$_c"
+NSD="ldbench_$$_d"
 IFA=ldb0
 IFB=ldb1
 ADDRA=198.18.0.1   # RFC 2544 benchmark range, only inside our own namespaces
@@ -98,7 +108,7 @@ ns_kill_all() {  # processes living in our namespaces are ours
 }
 ns_down() {
   local ns
-  for ns in "$NSA" "$NSB"; do
+  for ns in "$NSA" "$NSB" "$NSC" "$NSD"; do
     if ip netns list | grep -qw "$ns"; then
       ns_kill_all "$ns"
       ip netns del "$ns" 2>/dev/null || true
@@ -109,24 +119,29 @@ cleanup() { ns_down; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ns_up() {
-  ns_down
-  ip netns add "$NSA"
-  ip netns add "$NSB"
-  ip -n "$NSA" link set lo up
-  ip -n "$NSB" link set lo up
-  ip link add "$IFA" netns "$NSA" mtu 1500 type veth peer name "$IFB" netns "$NSB" mtu 1500
-  ip -n "$NSA" addr add "$ADDRA/30" dev "$IFA"
-  ip -n "$NSB" addr add "$ADDRB/30" dev "$IFB"
-  ip -n "$NSA" link set "$IFA" up
-  ip -n "$NSB" link set "$IFB" up
-  local i
+veth_pair() {  # NS1 NS2: lo up in both, a veth between them, ADDRA in NS1, ADDRB in NS2
+  local n1="$1" n2="$2" i
+  ip netns add "$n1"
+  ip netns add "$n2"
+  ip -n "$n1" link set lo up
+  ip -n "$n2" link set lo up
+  ip link add "$IFA" netns "$n1" mtu 1500 type veth peer name "$IFB" netns "$n2" mtu 1500
+  ip -n "$n1" addr add "$ADDRA/30" dev "$IFA"
+  ip -n "$n2" addr add "$ADDRB/30" dev "$IFB"
+  ip -n "$n1" link set "$IFA" up
+  ip -n "$n2" link set "$IFB" up
   for i in $(seq 50); do
-    ip netns exec "$NSA" ping -c1 -W1 "$ADDRB" >/dev/null 2>&1 && return 0
+    ip netns exec "$n1" ping -c1 -W1 "$ADDRB" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
-  echo "bench/network.sh: veth between $NSA and $NSB does not pass traffic" >&2
+  echo "bench/network.sh: veth between $n1 and $n2 does not pass traffic" >&2
   return 1
+}
+ns_up() {  # [twin]: also the c/d pair
+  ns_down
+  veth_pair "$NSA" "$NSB"
+  [ "${1:-}" = twin ] && veth_pair "$NSC" "$NSD"
+  return 0
 }
 inA() { ip netns exec "$NSA" "$@"; }
 inB() { ip netns exec "$NSB" "$@"; }
@@ -315,6 +330,22 @@ run_udpw() {  # ROUND SETUP: thread scaling: $udpw_senders floods, $work_us us o
   local c; c="$(divert_count "$log")"; [ -n "$c" ] && rec "$r" "$s" udpw_handle_pkts "$c"
   return 0
 }
+run_cost() {  # ROUND SETUP: CPU cost of sending a non-matching packet through a (divert
+  # open) against its twin c (none), interleaved batch by batch (netbench sendcost); the
+  # packets go to b (and d), where nothing listens
+  local r="$1" s="$2" log="$out/r$1-$2-cost" with without diff
+  divert_start "$s" "$log" || { rec "$r" "$s" error "divert did not start"; divert_stop; return 0; }
+  if "$NB" sendcost "/var/run/netns/$NSA" "/var/run/netns/$NSC" "$ADDRB" 9000 "$cost_batches" >"$log.cost" 2>&1; then
+    read -r _ with without diff < <(grep '^sendcost' "$log.cost")
+    rec "$r" "$s" cost_ns_with "$with"
+    rec "$r" "$s" cost_ns_without "$without"
+    rec "$r" "$s" cost_ns_added "$diff"
+  else
+    rec "$r" "$s" cost_ns_added fail
+  fi
+  divert_stop
+  return 0
+}
 run_rtt() {  # $rtt_starts fresh starts of the divert (and echo), $pings / $rtt_starts each
   local r="$1" s="$2" k log ech
   for k in $(seq "$rtt_starts"); do
@@ -377,16 +408,22 @@ for r in $(seq "$rounds"); do
   fi
   for s in "${order[@]}"; do
     printf '   round %d/%d  %-22s' "$r" "$rounds" "$s"
-    ns_up
+    case "$s" in
+      *-nomatch) case " $workloads " in *" cost "*) ns_up twin ;; *) ns_up ;; esac ;;
+      *) ns_up ;;
+    esac
     case "$s" in
       *-work) case " $workloads " in *" udpw "*) run_udpw "$r" "$s" ;; esac ;;
       *)
         case " $workloads " in *" tcp "*) run_tcp "$r" "$s" ;; esac
         case " $workloads " in *" udp "*) run_udp "$r" "$s" ;; esac
         case " $workloads " in *" rtt "*) run_rtt "$r" "$s" ;; esac
+        case "$s" in
+          *-nomatch) case " $workloads " in *" cost "*) run_cost "$r" "$s" ;; esac ;;
+        esac
         ;;
     esac
-    awk -F'\t' -v r="$r" -v s="$s" '$1==r && $2==s && ($3=="tcp_gbps"||$3=="udp_delivered_pps"||$3=="rtt_med_us"||$3=="udpw_delivered_pps") {printf " %s=%s", $3, $4}' "$results"
+    awk -F'\t' -v r="$r" -v s="$s" '$1==r && $2==s && ($3=="tcp_gbps"||$3=="udp_delivered_pps"||$3=="rtt_med_us"||$3=="udpw_delivered_pps"||$3=="cost_ns_added") {printf " %s=%s", $3, $4}' "$results"
     echo
   done
 done

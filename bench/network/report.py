@@ -200,6 +200,28 @@ if any("udp_delivered_pps" in r for r in rows.values()):
 print()
 
 
+cost_setups = [s for s in all_setups if s.endswith("-nomatch") and "cost_ns_added" in rows.get(s, {})]
+if cost_setups:
+    print("Send cost of a non-matching packet: CPU time to send one 64-byte UDP packet from the divert's")
+    print("namespace (handle or rule open) and from an identical twin namespace without one, batches of 64")
+    print("timed in turn; added = median of the batch-by-batch differences (rounds: median)")
+    print(f"  {'setup':44} {'with ns':>8} {'twin ns':>8} {'added ns':>9} {'added %':>8}"
+          + (f" {'added range':>14}" if multi else ""))
+    for s in cost_setups:
+        w, o, a = med(s, "cost_ns_with"), med(s, "cost_ns_without"), med(s, "cost_ns_added")
+        pct = f"{100 * a / o:+.1f}" if a is not None and o else "-"
+        line = (f"  {label(s):44} {(f'{w:.0f}' if w is not None else '-'):>8}"
+                f" {(f'{o:.0f}' if o is not None else '-'):>8} {(f'{a:+.0f}' if a is not None else 'failed'):>9}"
+                f" {pct:>8}")
+        if multi:
+            vals = [x for x in rows[s]["cost_ns_added"] if x is not None and x == x]
+            line += f" {(f'{min(vals):+.0f}..{max(vals):+.0f}') if vals else '-':>14}"
+        if nfail(s, "cost_ns_added"):
+            line += f"  [{nfail(s, 'cost_ns_added')} failed]"
+        print(line)
+    print()
+
+
 if work_setups:
     print(f"Thread scaling: UDP 64-byte payloads from {senders} flows (processes x sockets), {udp_secs} s, through"
           f" passthru --work-us {work_us} --batch 64 ({work_us} us of the divert's own CPU per packet)")
@@ -265,11 +287,13 @@ if lind:
     nom = [s for s in all_setups if s.startswith("lindivert") and s.endswith("-nomatch") and s in rows]
     if nom:
         print(f"  {'non-matching (goal: within 5 % of no divert)':44} {'TCP/none':>10} {'UDP/none':>10}"
-              f" {'RTT/none':>10}")
+              f" {'RTT/none':>10} {'cost/twin':>10}")
         for s in nom:
+            w, o = med(s, "cost_ns_added"), med(s, "cost_ns_without")
             print(f"  {label(s):44} {check(med(s, 'tcp_gbps'), med('none', 'tcp_gbps'), 0.95):>10}"
                   f" {check(med(s, 'udp_delivered_pps'), med('none', 'udp_delivered_pps'), 0.95):>10}"
-                  f" {check(med(s, 'rtt_med_us'), med('none', 'rtt_med_us'), 1.05, higher=False):>10}")
+                  f" {check(med(s, 'rtt_med_us'), med('none', 'rtt_med_us'), 1.05, higher=False):>10}"
+                  f" {check(None if w is None or o is None else o + w, o, 1.05, higher=False):>10}")
     ts = sorted({threads_of(s) for s in lind})
     if len(ts) > 1:
         base = f"lindivert-t{ts[0]}"
@@ -285,5 +309,6 @@ if lind:
                   f" allow; {os.cpu_count()} CPUs): {check(med(w, 'udpw_delivered_pps'), med(w1, 'udpw_delivered_pps'), 1.1)}"
                   " (yes at >= 1.1)")
     print("  *: eBPFDivert's rate through its handle (its fail-open packets excluded); RTT+: added round"
-          " trip")
+          " trip;")
+    print("  cost/twin: a non-matching packet's send cost against the twin namespace's (table above)")
     print()
