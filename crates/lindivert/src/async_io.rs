@@ -34,6 +34,7 @@
 //! ```
 
 use crate::flow::FlowHandle;
+use crate::handle::WaitMark;
 use crate::reflect::ReflectHandle;
 use crate::socket::SocketHandle;
 use crate::sys::poll::register_tokio;
@@ -46,6 +47,9 @@ use tokio::io::unix::AsyncFd;
 /// "Do not wait": the timeout of every receive attempt.
 const NOW: Option<Duration> = Some(Duration::ZERO);
 
+/// The wait mark of a whole NETWORK handle (every queue).
+const WAITING: fn(&Handle) -> WaitMark = |h| h.wait_mark(None);
+
 /// The handles [`Async`] can wrap: [`Handle`], [`QueueRef`], [`FlowHandle`],
 /// [`SocketHandle`], [`ReflectHandle`] (sealed: their descriptor is an epoll set they own,
 /// the same for their whole life, which registering with the reactor relies on).
@@ -55,19 +59,17 @@ mod sealed {
     pub trait Sealed {}
 }
 
-macro_rules! pollable {
-    ($($t:ty),*) => {$(
-        impl sealed::Sealed for $t {}
-        impl Pollable for $t {}
-    )*};
-}
-pollable!(
-    Handle,
-    QueueRef<'_>,
-    FlowHandle,
-    SocketHandle,
-    ReflectHandle
-);
+impl sealed::Sealed for Handle {}
+impl sealed::Sealed for QueueRef<'_> {}
+impl sealed::Sealed for FlowHandle {}
+impl sealed::Sealed for SocketHandle {}
+impl sealed::Sealed for ReflectHandle {}
+
+impl Pollable for Handle {}
+impl Pollable for QueueRef<'_> {}
+impl Pollable for FlowHandle {}
+impl Pollable for SocketHandle {}
+impl Pollable for ReflectHandle {}
 
 /// A handle whose receives are `async` (see the [module documentation](self)).
 #[derive(Debug)]
@@ -98,12 +100,20 @@ impl<H: Pollable> Async<H> {
 
     /// Try `attempt` (a receive with a zero timeout) whenever the descriptor is readable,
     /// until it gives anything but [`Error::Timeout`].
-    async fn when_ready<T>(
+    ///
+    /// `mark` gives what is held while waiting: for NETWORK, a [`WaitMark`] (the handle's
+    /// worker then treats the queues as having a receiver, as for a thread blocked in
+    /// `recv`; it ends with the wait, also when this future is dropped).
+    async fn when_ready<M, T>(
         &self,
+        mark: impl Fn(&H) -> M,
         mut attempt: impl FnMut(&H) -> Result<T, Error>,
     ) -> Result<T, Error> {
         loop {
-            let mut ready = self.fd.readable().await.map_err(Error::Io)?;
+            let mut ready = {
+                let _waiting = mark(self.fd.get_ref());
+                self.fd.readable().await.map_err(Error::Io)?
+            };
             match attempt(self.fd.get_ref()) {
                 // readiness that arrives after this point is kept by tokio (`clear_ready`
                 // forgets only the readiness this guard saw)
@@ -125,7 +135,7 @@ impl<H: Pollable> Deref for Async<H> {
 impl Async<Handle> {
     /// [`Handle::recv`], waiting without blocking the thread.
     pub async fn recv(&self, buf: &mut [u8]) -> Result<(usize, Address), Error> {
-        self.when_ready(|h| h.recv_timeout(buf, NOW)).await
+        self.when_ready(WAITING, |h| h.recv_timeout(buf, NOW)).await
     }
 
     /// [`Handle::recv_batch`]: waits for the first packet, then takes up to `max` of those
@@ -136,7 +146,7 @@ impl Async<Handle> {
         addrs: &mut Vec<Address>,
         max: usize,
     ) -> Result<usize, Error> {
-        self.when_ready(|h| h.recv_batch(buf, addrs, max, NOW))
+        self.when_ready(WAITING, |h| h.recv_batch(buf, addrs, max, NOW))
             .await
     }
 
@@ -146,7 +156,8 @@ impl Async<Handle> {
     where
         F: FnMut(&mut [u8], &mut Address) -> Verdict,
     {
-        self.when_ready(|h| h.recv_with(max, NOW, &mut f)).await
+        self.when_ready(WAITING, |h| h.recv_with(max, NOW, &mut f))
+            .await
     }
 
     /// Unregister and [`Handle::close`].
@@ -158,7 +169,8 @@ impl Async<Handle> {
 impl Async<QueueRef<'_>> {
     /// [`QueueRef::recv`], waiting without blocking the thread.
     pub async fn recv(&self, buf: &mut [u8]) -> Result<(usize, Address), Error> {
-        self.when_ready(|q| q.recv_timeout(buf, NOW)).await
+        self.when_ready(QueueRef::wait_mark, |q| q.recv_timeout(buf, NOW))
+            .await
     }
 
     /// [`QueueRef::recv_batch`], as [`Async::<Handle>::recv_batch`](Async::recv_batch).
@@ -168,7 +180,7 @@ impl Async<QueueRef<'_>> {
         addrs: &mut Vec<Address>,
         max: usize,
     ) -> Result<usize, Error> {
-        self.when_ready(|q| q.recv_batch(buf, addrs, max, NOW))
+        self.when_ready(QueueRef::wait_mark, |q| q.recv_batch(buf, addrs, max, NOW))
             .await
     }
 
@@ -177,21 +189,22 @@ impl Async<QueueRef<'_>> {
     where
         F: FnMut(&mut [u8], &mut Address) -> Verdict,
     {
-        self.when_ready(|q| q.recv_with(max, NOW, &mut f)).await
+        self.when_ready(QueueRef::wait_mark, |q| q.recv_with(max, NOW, &mut f))
+            .await
     }
 }
 
 impl Async<FlowHandle> {
     /// [`FlowHandle::recv`]: the next FLOW event.
     pub async fn recv(&self) -> Result<Address, Error> {
-        self.when_ready(|h| h.recv_timeout(NOW)).await
+        self.when_ready(|_| (), |h| h.recv_timeout(NOW)).await
     }
 }
 
 impl Async<SocketHandle> {
     /// [`SocketHandle::recv`]: the next SOCKET event.
     pub async fn recv(&self) -> Result<Address, Error> {
-        self.when_ready(|h| h.recv_timeout(NOW)).await
+        self.when_ready(|_| (), |h| h.recv_timeout(NOW)).await
     }
 }
 
@@ -199,6 +212,6 @@ impl Async<ReflectHandle> {
     /// [`ReflectHandle::recv`]: the next REFLECT event and the object text of its handle's
     /// filter.
     pub async fn recv(&self) -> Result<(Vec<u8>, Address), Error> {
-        self.when_ready(|h| h.recv_timeout(NOW)).await
+        self.when_ready(|_| (), |h| h.recv_timeout(NOW)).await
     }
 }

@@ -1208,6 +1208,55 @@ impl Handle {
     }
 }
 
+/// While alive, the queue(s) it names count as having a receiver waiting on them, as if a
+/// thread sat in `recv` (for [`crate::async_io`]'s tasks that await the descriptor): the
+/// worker leaves those queues to the application and, once every queue has one and nothing
+/// happens, sleeps instead of napping. Dropping it ends the wait the way a returning `recv`
+/// does (activity noted, the worker woken).
+#[cfg(feature = "tokio")]
+pub(crate) struct WaitMark {
+    inner: Arc<Inner>,
+    queue: Option<usize>,
+}
+
+#[cfg(feature = "tokio")]
+impl Handle {
+    pub(crate) fn wait_mark(&self, queue: Option<usize>) -> WaitMark {
+        self.inner
+            .waiting_queues(queue)
+            .for_each(|q| _ = q.waiters.fetch_add(1, Ordering::SeqCst));
+        WaitMark {
+            inner: self.inner.clone(),
+            queue,
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl QueueRef<'_> {
+    pub(crate) fn wait_mark(&self) -> WaitMark {
+        self.handle.wait_mark(Some(self.index))
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for WaitMark {
+    fn drop(&mut self) {
+        let now = monotonic_ns();
+        let inner = &*self.inner;
+        inner.waiting_queues(self.queue).for_each(|q| {
+            q.last_activity.store(now, Ordering::Relaxed);
+            inner.left_wait(q);
+        });
+        // after the decrement (SeqCst, against the worker's flag store and re-check)
+        if inner.worker_parked.load(Ordering::SeqCst) {
+            if let Some(t) = inner.worker_thread.get() {
+                t.unpark();
+            }
+        }
+    }
+}
+
 impl AsRawFd for Handle {
     /// A descriptor that is readable when `recv` may have a packet (an epoll set of the queue
     /// sockets and internal "buffered" flags), and for good after `shutdown(Recv)` (so that
@@ -2360,6 +2409,16 @@ impl Inner {
         self.queues.iter().fold(0i64, |a, q| {
             a.wrapping_add(q.last_activity.load(Ordering::Relaxed))
         })
+    }
+
+    /// Queue `queue`, or all of them.
+    #[cfg(feature = "tokio")]
+    fn waiting_queues(&self, queue: Option<usize>) -> impl Iterator<Item = &QueueCtx> {
+        let range = match queue {
+            Some(i) => i..i + 1,
+            None => 0..self.queues.len(),
+        };
+        self.queues[range].iter()
     }
 
     /// Whether a thread waits in `recv` on every queue.
