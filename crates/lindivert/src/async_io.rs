@@ -34,7 +34,6 @@
 //! ```
 
 use crate::flow::FlowHandle;
-use crate::handle::WaitMark;
 use crate::reflect::ReflectHandle;
 use crate::socket::SocketHandle;
 use crate::sys::poll::register_tokio;
@@ -46,9 +45,6 @@ use tokio::io::unix::AsyncFd;
 
 /// "Do not wait": the timeout of every receive attempt.
 const NOW: Option<Duration> = Some(Duration::ZERO);
-
-/// The wait mark of a whole NETWORK handle (every queue).
-const WAITING: fn(&Handle) -> WaitMark = |h| h.wait_mark(None);
 
 /// The handles [`Async`] can wrap: [`Handle`], [`QueueRef`], [`FlowHandle`],
 /// [`SocketHandle`], [`ReflectHandle`] (sealed: their descriptor is an epoll set they own,
@@ -101,7 +97,7 @@ impl<H: Pollable> Async<H> {
     /// Try `attempt` (a receive with a zero timeout) whenever the descriptor is readable,
     /// until it gives anything but [`Error::Timeout`].
     ///
-    /// `mark` gives what is held while waiting: for NETWORK, a [`WaitMark`] (the handle's
+    /// `mark` gives what is held while waiting: for NETWORK, a `handle::WaitMark` (the handle's
     /// worker then treats the queues as having a receiver, as for a thread blocked in
     /// `recv`; it ends with the wait, also when this future is dropped).
     async fn when_ready<M, T>(
@@ -132,65 +128,48 @@ impl<H: Pollable> Deref for Async<H> {
     }
 }
 
+/// The NETWORK receives, the same for a whole handle and for one of its queues (`$mark`:
+/// what a waiting task holds, see `when_ready`).
+macro_rules! packet_receives {
+    ($t:ty, $name:literal, $mark:expr) => {
+        impl Async<$t> {
+            #[doc = concat!("[`", $name, "::recv`], waiting without blocking the thread.")]
+            pub async fn recv(&self, buf: &mut [u8]) -> Result<(usize, Address), Error> {
+                self.when_ready($mark, |h| h.recv_timeout(buf, NOW)).await
+            }
+
+            #[doc = concat!("[`", $name, "::recv_batch`]: waits for the first packet, then")]
+            /// takes up to `max` of those already there.
+            pub async fn recv_batch(
+                &self,
+                buf: &mut [u8],
+                addrs: &mut Vec<Address>,
+                max: usize,
+            ) -> Result<usize, Error> {
+                self.when_ready($mark, |h| h.recv_batch(buf, addrs, max, NOW))
+                    .await
+            }
+
+            #[doc = concat!("[`", $name, "::recv_with`]: waits for the first packet, then")]
+            /// shows `f` up to `max` of those already there, in place.
+            pub async fn recv_with<F>(&self, max: usize, mut f: F) -> Result<usize, Error>
+            where
+                F: FnMut(&mut [u8], &mut Address) -> Verdict,
+            {
+                self.when_ready($mark, |h| h.recv_with(max, NOW, &mut f))
+                    .await
+            }
+        }
+    };
+}
+
+packet_receives!(Handle, "Handle", |h: &Handle| h.wait_mark(None));
+packet_receives!(QueueRef<'_>, "QueueRef", QueueRef::wait_mark);
+
 impl Async<Handle> {
-    /// [`Handle::recv`], waiting without blocking the thread.
-    pub async fn recv(&self, buf: &mut [u8]) -> Result<(usize, Address), Error> {
-        self.when_ready(WAITING, |h| h.recv_timeout(buf, NOW)).await
-    }
-
-    /// [`Handle::recv_batch`]: waits for the first packet, then takes up to `max` of those
-    /// already there.
-    pub async fn recv_batch(
-        &self,
-        buf: &mut [u8],
-        addrs: &mut Vec<Address>,
-        max: usize,
-    ) -> Result<usize, Error> {
-        self.when_ready(WAITING, |h| h.recv_batch(buf, addrs, max, NOW))
-            .await
-    }
-
-    /// [`Handle::recv_with`]: waits for the first packet, then shows `f` up to `max` of
-    /// those already there, in place.
-    pub async fn recv_with<F>(&self, max: usize, mut f: F) -> Result<usize, Error>
-    where
-        F: FnMut(&mut [u8], &mut Address) -> Verdict,
-    {
-        self.when_ready(WAITING, |h| h.recv_with(max, NOW, &mut f))
-            .await
-    }
-
     /// Unregister and [`Handle::close`].
     pub fn close(self) -> Result<(), Error> {
         self.into_inner().close()
-    }
-}
-
-impl Async<QueueRef<'_>> {
-    /// [`QueueRef::recv`], waiting without blocking the thread.
-    pub async fn recv(&self, buf: &mut [u8]) -> Result<(usize, Address), Error> {
-        self.when_ready(QueueRef::wait_mark, |q| q.recv_timeout(buf, NOW))
-            .await
-    }
-
-    /// [`QueueRef::recv_batch`], as [`Async::<Handle>::recv_batch`](Async::recv_batch).
-    pub async fn recv_batch(
-        &self,
-        buf: &mut [u8],
-        addrs: &mut Vec<Address>,
-        max: usize,
-    ) -> Result<usize, Error> {
-        self.when_ready(QueueRef::wait_mark, |q| q.recv_batch(buf, addrs, max, NOW))
-            .await
-    }
-
-    /// [`QueueRef::recv_with`], as [`Async::<Handle>::recv_with`](Async::recv_with).
-    pub async fn recv_with<F>(&self, max: usize, mut f: F) -> Result<usize, Error>
-    where
-        F: FnMut(&mut [u8], &mut Address) -> Verdict,
-    {
-        self.when_ready(QueueRef::wait_mark, |q| q.recv_with(max, NOW, &mut f))
-            .await
     }
 }
 

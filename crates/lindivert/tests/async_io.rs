@@ -20,13 +20,13 @@ fn built_with_the_tokio_feature_when_everything_must_run() {
 
 #[cfg(feature = "tokio")]
 mod with_tokio {
-    use super::common::{Netns, Pair};
+    use super::common::{open_in, Netns, Pair};
     use lindivert::async_io::Async;
     use lindivert::core::Event;
     use lindivert::flow::FlowOptions;
     use lindivert::reflect::ReflectOptions;
     use lindivert::socket::SocketOptions;
-    use lindivert::{Error, Flags, Handle, OpenOptions, Shutdown, Verdict};
+    use lindivert::{Error, Flags, OpenOptions, Shutdown, Verdict};
     use std::net::{SocketAddr, UdpSocket as StdUdp};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -73,14 +73,6 @@ mod with_tokio {
         }
     }
 
-    fn open_in(pair: &Pair, filter: &str, flags: Flags) -> Handle {
-        OpenOptions::new(filter)
-            .flags(flags)
-            .netns_path(pair.a.path())
-            .open()
-            .expect("open handle")
-    }
-
     /// A non-blocking UDP socket bound to `addr` inside `ns` (for `UdpSocket::from_std`).
     fn udp_in(ns: &Netns, addr: &str) -> StdUdp {
         let addr = addr.to_string();
@@ -119,6 +111,26 @@ mod with_tokio {
     fn thread_cpu() -> Duration {
         let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
         Duration::from_nanos(s.split_whitespace().next().unwrap().parse().unwrap())
+    }
+
+    /// Send `payload(0..n)` from `tx` to `dst`, as fast as the socket takes them.
+    async fn send_all(tx: &UdpSocket, dst: SocketAddr, n: usize) {
+        for i in 0..n {
+            tx.send_to(&payload(i), dst).await.unwrap();
+        }
+    }
+
+    /// Datagrams arriving at `rx`, counted until `n` or until none came for 5 s.
+    async fn count_arrivals(rx: &UdpSocket, n: usize) -> usize {
+        let mut got = 0;
+        let mut buf = [0u8; 2048];
+        while got < n {
+            match tokio::time::timeout(Duration::from_secs(5), rx.recv(&mut buf)).await {
+                Ok(Ok(_)) => got += 1,
+                _ => break,
+            }
+        }
+        got
     }
 
     fn payload(i: usize) -> Vec<u8> {
@@ -215,23 +227,8 @@ mod with_tokio {
                     }
                     seen
                 };
-                let send = async {
-                    for i in 0..N {
-                        tx.send_to(&payload(i), dst).await.unwrap();
-                    }
-                };
-                let receive = async {
-                    let mut got = 0;
-                    let mut buf = [0u8; 2048];
-                    while got < N {
-                        match tokio::time::timeout(Duration::from_secs(5), rx.recv(&mut buf)).await
-                        {
-                            Ok(Ok(_)) => got += 1,
-                            _ => break,
-                        }
-                    }
-                    got
-                };
+                let send = send_all(&tx, dst, N);
+                let receive = count_arrivals(&rx, N);
                 let (seen, (), got) = tokio::join!(divert, send, receive);
                 (timed_out, got, seen)
             })
@@ -280,23 +277,8 @@ mod with_tokio {
                     .collect();
                 let tx = UdpSocket::from_std(tx).unwrap();
                 let rx = UdpSocket::from_std(rx).unwrap();
-                let send = async {
-                    for i in 0..N {
-                        tx.send_to(&payload(i), dst).await.unwrap();
-                    }
-                };
-                let receive = async {
-                    let mut got = 0;
-                    let mut buf = [0u8; 2048];
-                    while got < N {
-                        match tokio::time::timeout(Duration::from_secs(5), rx.recv(&mut buf)).await
-                        {
-                            Ok(Ok(_)) => got += 1,
-                            _ => break,
-                        }
-                    }
-                    got
-                };
+                let send = send_all(&tx, dst, N);
+                let receive = count_arrivals(&rx, N);
                 let ((), got) = tokio::join!(send, receive);
                 let mut per_task = Vec::new();
                 for w in workers {

@@ -4,20 +4,12 @@
 
 mod common;
 
-use common::{require_root, tcp_server_in_b, Echo, Pair};
+use common::{open_in, require_root, tcp_server_in_b, Echo, Pair};
 use lindivert::{Address, Error, Flags, Handle, OpenOptions, Param, Verdict};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn open_in(pair: &Pair, filter: &str, flags: Flags) -> Handle {
-    OpenOptions::new(filter)
-        .flags(flags)
-        .netns_path(pair.a.path())
-        .open()
-        .expect("open handle")
-}
 
 /// Send `payloads` from namespace a to `b_ip:port` without waiting for replies.
 fn send_all(pair: &Pair, port: u16, payloads: &[Vec<u8>]) {

@@ -3,20 +3,12 @@
 
 mod common;
 
-use common::{kernel_queued, require_root, tcp_server_in_b, udp_exchange, Echo, Pair};
-use lindivert::{Address, Error, Flags, Handle, Layer, OpenOptions, Param};
+use common::{kernel_queued, open_in, require_root, tcp_server_in_b, udp_exchange, Echo, Pair};
+use lindivert::{Address, Error, Flags, Handle, Layer, Param};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn open_in(pair: &Pair, filter: &str, flags: Flags) -> Handle {
-    OpenOptions::new(filter)
-        .flags(flags)
-        .netns_path(pair.a.path())
-        .open()
-        .expect("open handle")
-}
 
 fn payloads(n: usize, tag: &str) -> Vec<Vec<u8>> {
     (0..n)

@@ -154,6 +154,15 @@ impl Pair {
     }
 }
 
+/// A NETWORK handle with `filter` and `flags`, opened in `pair.a`.
+pub fn open_in(pair: &Pair, filter: &str, flags: lindivert::Flags) -> lindivert::Handle {
+    lindivert::OpenOptions::new(filter)
+        .flags(flags)
+        .netns_path(pair.a.path())
+        .open()
+        .expect("open handle")
+}
+
 /// A UDP echo server on `port` inside `ns`; it records every payload it got.
 pub struct Echo {
     stop: Arc<AtomicBool>,
