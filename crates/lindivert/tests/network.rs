@@ -549,6 +549,22 @@ fn handle_fd_is_pollable() {
         h.send(&buf[..n], &a).unwrap();
     }
     assert_eq!(poll(50), 0, "drained");
+    // after shutdown(Recv) the descriptor stays readable, so a poller finds the end
+    std::thread::scope(|s| {
+        let poller = s.spawn(|| poll(2000));
+        std::thread::sleep(Duration::from_millis(100));
+        h.shutdown(lindivert::Shutdown::Recv).unwrap();
+        assert_eq!(
+            poller.join().unwrap(),
+            1,
+            "a waiting poll wakes at shutdown"
+        );
+    });
+    assert_eq!(poll(0), 1, "and stays readable");
+    assert!(matches!(
+        h.recv_timeout(&mut buf, Some(Duration::ZERO)),
+        Err(Error::NoData)
+    ));
 }
 
 /// Not a correctness test: `cargo test --release -p lindivert --test network bench_ --
