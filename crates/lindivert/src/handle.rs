@@ -556,13 +556,16 @@ impl QState {
     fn held_too_long(&mut self, now: i64) -> bool {
         let until_next = now - self.last_look;
         self.last_look = now;
-        if self.verdicts.is_empty() {
-            return false;
-        }
+        !self.verdicts.is_empty() && self.too_old_by(now, now + until_next)
+    }
+
+    /// Whether the waiting verdicts (first seen waiting at `seen`, unless seen before) will
+    /// be older than [`HOLD_MAX_NS`] at `next`.
+    fn too_old_by(&mut self, seen: i64, next: i64) -> bool {
         if self.hold_since == 0 {
-            self.hold_since = now;
+            self.hold_since = seen;
         }
-        now + until_next - self.hold_since >= HOLD_MAX_NS
+        next - self.hold_since >= HOLD_MAX_NS
     }
 
     /// Enough held-back verdicts to send them anyway.
@@ -1244,16 +1247,10 @@ impl Drop for WaitMark {
     fn drop(&mut self) {
         let now = monotonic_ns();
         let inner = &*self.inner;
-        inner.waiting_queues(self.queue).for_each(|q| {
-            q.last_activity.store(now, Ordering::Relaxed);
-            inner.left_wait(q);
-        });
-        // after the decrement (SeqCst, against the worker's flag store and re-check)
-        if inner.worker_parked.load(Ordering::SeqCst) {
-            if let Some(t) = inner.worker_thread.get() {
-                t.unpark();
-            }
-        }
+        inner
+            .waiting_queues(self.queue)
+            .for_each(|q| inner.left_wait(q, now));
+        inner.wake_parked_worker();
     }
 }
 
@@ -1590,8 +1587,7 @@ impl Inner {
         }
         let t = monotonic_ns();
         *now = t;
-        q.last_activity.store(t, Ordering::Relaxed);
-        self.left_wait(q);
+        self.left_wait(q, t);
         let mut st = q.lock();
         for (b, &slot) in lent.drain(..).zip(&idx[..n]) {
             st.bufs[slot as usize] = b;
@@ -1943,12 +1939,9 @@ impl Inner {
             } else {
                 (every * 2).min(8)
             };
-            // verdicts first seen now were given since the previous read
-            if st.hold_since == 0 {
-                st.hold_since = prev;
-            }
-            // one more callback would make the oldest too old: send them now
-            if t + per - st.hold_since >= HOLD_MAX_NS {
+            // verdicts first seen now were given since the previous read; one more
+            // callback would make the oldest too old: send them now
+            if st.too_old_by(prev, t + per) {
                 if let Err(e) = st.flush_in_place(q.queue.socket(), self.sniff()) {
                     failed = Some(e);
                     break;
@@ -2012,13 +2005,7 @@ impl Inner {
         timeout: Option<Duration>,
     ) -> Result<usize, Error> {
         let r = self.recv_sink_inner(queue, sink, max, timeout);
-        // after this thread's last `left_wait` (SeqCst against the worker's flag store and
-        // waiter check: it parked before that decrement, so the flag is seen here)
-        if self.worker_parked.load(Ordering::SeqCst) {
-            if let Some(t) = self.worker_thread.get() {
-                t.unpark();
-            }
-        }
+        self.wake_parked_worker();
         r
     }
 
@@ -2137,10 +2124,7 @@ impl Inner {
                 None => self.epoll.wait(Some(wait)),
             };
             now = monotonic_ns();
-            waiting.iter().for_each(|q| {
-                q.last_activity.store(now, Ordering::Relaxed);
-                self.left_wait(q);
-            });
+            waiting.iter().for_each(|q| self.left_wait(q, now));
             r?;
         }
     }
@@ -2397,10 +2381,23 @@ impl Inner {
         Ok(())
     }
 
-    /// A thread stops waiting on queue `q` (for a packet, a timeout step or the end of
-    /// its `recv`; [`Inner::recv_sink`] wakes the worker on the way out).
-    fn left_wait(&self, q: &QueueCtx) {
+    /// A thread stops waiting on queue `q` at `now` (for a packet, a timeout step or the
+    /// end of its `recv`; the worker is woken on the way back to the application, see
+    /// [`Inner::wake_parked_worker`]): the wait counts as activity.
+    fn left_wait(&self, q: &QueueCtx, now: i64) {
+        q.last_activity.store(now, Ordering::Relaxed);
         q.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wake the worker if it sleeps because every queue had a waiter (called after the
+    /// caller's last `left_wait`: SeqCst against the worker's flag store and waiter check,
+    /// so a worker that parked before that decrement has its flag seen here).
+    fn wake_parked_worker(&self) {
+        if self.worker_parked.load(Ordering::SeqCst) {
+            if let Some(t) = self.worker_thread.get() {
+                t.unpark();
+            }
+        }
     }
 
     /// Every queue's `last_activity` folded into one number: it moves whenever a wait
