@@ -264,19 +264,6 @@ static int udp_socket_in(const char *path)
     return fd;
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static int sendcost(const char *ns_a, const char *ns_b, const char *dst, int port, int batches)
 {
     int fd[2] = {udp_socket_in(ns_a), udp_socket_in(ns_b)};
@@ -297,16 +284,18 @@ static int sendcost(const char *ns_a, const char *ns_b, const char *dst, int por
         msgs[i].msg_hdr.msg_iov = &iov;
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    int64_t *t[2] = {calloc((size_t)batches, 8), calloc((size_t)batches, 8)};
-    int64_t *diff = calloc((size_t)batches, 8);
+    /* ns per batch; the clock is CLOCK_MONOTONIC seconds as a double (now_s), exact to
+     * well below a nanosecond at these magnitudes */
+    double *t[2] = {calloc((size_t)batches, sizeof(double)), calloc((size_t)batches, sizeof(double))};
+    double *diff = calloc((size_t)batches, sizeof(double));
     for (int w = 0; w < 1000; w++) /* warm both paths (routes, neighbours, caches) */
         sendmmsg(fd[w & 1], msgs, BATCH, 0);
     for (int r = 0; r < batches; r++) {
         for (int k = 0; k < 2; k++) {
             int j = (r & 1) ? 1 - k : k; /* ABBA: neither always goes first */
-            int64_t t0 = now_ns();
+            double t0 = now_s();
             int n = sendmmsg(fd[j], msgs, BATCH, 0);
-            t[j][r] = now_ns() - t0;
+            t[j][r] = (now_s() - t0) * 1e9;
             if (n != BATCH) {
                 fprintf(stderr, "sendcost: sendmmsg sent %d of %d: %s\n", n, BATCH, strerror(errno));
                 return 1;
@@ -316,15 +305,15 @@ static int sendcost(const char *ns_a, const char *ns_b, const char *dst, int por
     }
     double mean[2];
     for (int j = 0; j < 2; j++) {
-        qsort(t[j], (size_t)batches, 8, cmp_i64);
+        qsort(t[j], (size_t)batches, sizeof(double), cmp_double);
         int lo = batches / 10, hi = batches - batches / 10;
         double sum = 0;
         for (int r = lo; r < hi; r++)
-            sum += (double)t[j][r];
+            sum += t[j][r];
         mean[j] = sum / (hi - lo) / BATCH;
     }
-    qsort(diff, (size_t)batches, 8, cmp_i64);
-    printf("sendcost %.1f %.1f %.1f\n", mean[0], mean[1], (double)diff[batches / 2] / BATCH);
+    qsort(diff, (size_t)batches, sizeof(double), cmp_double);
+    printf("sendcost %.1f %.1f %.1f\n", mean[0], mean[1], diff[batches / 2] / BATCH);
     return 0;
 }
 
